@@ -1,0 +1,68 @@
+"""autodiffeq: differential-equation solvers as differentiable layers.
+
+A small core (problems, solution, registry, configuration, the integration driver and the
+gradient interface) plus plugins that contribute solver families, array backends and
+sensitivity methods through pluggy. Importing this package defines things and nothing else:
+no plugin (and none of CuPy, Dask, matplotlib or tqdm) is imported until it is used.
+"""
+
+from __future__ import annotations
+
+from .backend import Backend
+from .config import config_context, get_config, set_config
+from .errors import (
+    AutodiffeqError,
+    BackendUnavailable,
+    DenseOutputError,
+    DuplicateName,
+    InvalidArgument,
+    InvalidType,
+    PluginError,
+    ShapeMismatch,
+    UnknownName,
+    UnsupportedCombination,
+)
+from .hookspecs import hookimpl, hookspec
+from .problems import ODEProblem
+from .registry import Compatibility, PluginLoadWarning, Registry, registry
+from .solution import Solution, Stats
+from .solve import SolverWarning, StiffnessWarning, solve
+from .specs import BackendSpec, EnsembleSpec, SensitivitySpec, SolverSpec
+from .stepper import RHS, Stepper
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AutodiffeqError",
+    "Backend",
+    "BackendSpec",
+    "BackendUnavailable",
+    "Compatibility",
+    "DenseOutputError",
+    "DuplicateName",
+    "EnsembleSpec",
+    "InvalidArgument",
+    "InvalidType",
+    "ODEProblem",
+    "PluginError",
+    "PluginLoadWarning",
+    "RHS",
+    "Registry",
+    "SensitivitySpec",
+    "ShapeMismatch",
+    "Solution",
+    "SolverSpec",
+    "SolverWarning",
+    "Stats",
+    "Stepper",
+    "StiffnessWarning",
+    "UnknownName",
+    "UnsupportedCombination",
+    "config_context",
+    "get_config",
+    "hookimpl",
+    "hookspec",
+    "registry",
+    "set_config",
+    "solve",
+]

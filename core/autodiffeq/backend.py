@@ -1,0 +1,82 @@
+"""The array-backend contract.
+
+A backend plugin supplies a :class:`Backend`: the array namespace ``xp`` (Python array API),
+conversion to and from the host, dtype defaults, linear solves and a seeded random generator.
+Solver and sensitivity code use only these operations and ``xp`` — never bare NumPy — so the
+same source runs on NumPy, on CuPy and on the ``array_api_strict`` test backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import UnsupportedCombination
+
+
+class Backend:
+    """Base class of array backends. Subclasses set ``name``, ``xp`` and ``device``.
+
+    Attributes:
+        name: registered name.
+        xp: the array namespace (``numpy``, ``cupy``, ``array_api_strict``).
+        device: ``"cpu"`` or ``"gpu"``.
+        capabilities: frozenset of extras offered (``"lu"``, ``"sparse"``, ``"autograd"``).
+    """
+
+    name: str = ""
+    xp: Any = None
+    device: str = "cpu"
+    capabilities: frozenset[str] = frozenset()
+    array_type: type | tuple[type, ...] = ()
+
+    # ---------------------------------------------------------------- arrays
+    def is_native(self, x: Any) -> bool:
+        """Whether ``x`` is already an array of this backend."""
+        return isinstance(x, self.array_type)
+
+    def array_type_name(self) -> str:
+        """A readable name of the backend's array type (for error messages)."""
+        types = self.array_type if isinstance(self.array_type, tuple) else (self.array_type,)
+        return " or ".join(f"{t.__module__}.{t.__name__}" for t in types) or "its own arrays"
+
+    def asarray(self, x: Any, dtype: Any = None) -> Any:
+        """``x`` (host data or a native array) as a backend array of ``dtype``."""
+        if dtype is None:
+            return self.xp.asarray(x)
+        return self.xp.asarray(x, dtype=dtype)
+
+    def to_host(self, x: Any) -> np.ndarray:
+        """A NumPy copy (or view) of the backend array ``x``."""
+        return np.asarray(x)
+
+    def dtype(self, host_dtype: np.dtype) -> Any:
+        """The backend dtype matching a NumPy dtype (float32, float64)."""
+        return getattr(self.xp, np.dtype(host_dtype).name)
+
+    def host_dtype(self, dtype: Any) -> np.dtype:
+        """The NumPy dtype matching a backend dtype."""
+        for name in ("float64", "float32", "float16", "complex128", "complex64"):
+            if dtype == getattr(self.xp, name, None):
+                return np.dtype(name)
+        return np.dtype(str(dtype))
+
+    # -------------------------------------------------------- linear algebra
+    def lu_factor(self, a: Any) -> Any:
+        """Factor the square matrix ``a`` (LU with partial pivoting)."""
+        raise UnsupportedCombination(f"backend {self.name!r} has no dense LU (capability 'lu')")
+
+    def lu_solve(self, factor: Any, b: Any) -> Any:
+        """Solve ``a x = b`` with a factor from :meth:`lu_factor`."""
+        raise UnsupportedCombination(f"backend {self.name!r} has no dense LU (capability 'lu')")
+
+    # ------------------------------------------------------------------ RNG
+    def rng(self, seed: int | None = None) -> Any:
+        """A seeded random generator of this backend."""
+        raise UnsupportedCombination(
+            f"backend {self.name!r} has no random generator (capability 'rng')"
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} on {self.device}>"

@@ -1,0 +1,306 @@
+"""The integration driver: the time loop shared by every solver family.
+
+It owns the semantics users see, identical for every family: error norm and PI step-size
+control (:mod:`autodiffeq.controller`), fixed-step mode, ``tstops`` (hit exactly), ``saveat``
+(interpolated from each step's dense output; the saved times are exactly the requested ones),
+dense-output storage, ``maxiters``, ``dtmin``/``dtmax``, retcodes, statistics and the progress
+bar. Steppers (:mod:`autodiffeq.stepper`) only attempt steps.
+
+Retcodes: ``"Success"``; ``"MaxIters"`` when ``maxiters`` step attempts did not reach the end;
+``"DtLessThanMin"`` when the controller asks for ``|dt|`` below ``dtmin`` (or below what the
+floating-point time can resolve); ``"Unstable"`` when the state becomes non-finite. On failure
+everything computed up to the failure is kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .controller import PIController, initial_step
+from .stepper import Stepper
+
+_EPS = float(np.finfo(np.float64).eps)
+
+
+@dataclass
+class DriverOptions:
+    """Validated options of one integration (times are Python floats, arrays on the backend)."""
+
+    rtol: Any
+    atol: Any
+    adaptive: bool
+    dt: float | None
+    dtmin: float
+    dtmax: float
+    maxiters: int
+    saveat: np.ndarray | None  # host times, monotone in the direction of integration
+    tstops: np.ndarray  # host times strictly inside (t0, t1], sorted in the direction
+    save_everystep: bool
+    dense: bool
+    progress: bool = False
+    controller: PIController | None = None
+
+
+@dataclass
+class IntegrationResult:
+    """What the driver returns: saved points, dense-output steps, retcode and counters."""
+
+    t: list[float]
+    u: list[Any]
+    retcode: str
+    naccept: int
+    nreject: int
+    nf: int
+    dense_t: list[float] = field(default_factory=list)
+    dense_u: list[Any] = field(default_factory=list)
+    dense_data: list[Any] = field(default_factory=list)
+    stiffness: str | None = None
+    t_final: float = 0.0
+
+
+def integrate(
+    stepper: Stepper,
+    t0: float,
+    t1: float,
+    u0: Any,
+    f0: Any,
+    opts: DriverOptions,
+    on_stiffness: Callable[[str, float], None] | None = None,
+) -> IntegrationResult:
+    """Integrate from ``(t0, u0)`` to ``t1`` with ``stepper``; ``f0 = f(u0, t0)``.
+
+    ``u0`` is the flat backend state. ``on_stiffness(message, t)`` is called once if the
+    stepper reports stiffness.
+    """
+    xp = stepper.xp
+    n = u0.shape[0]
+    tdir = 1.0 if t1 > t0 else -1.0
+    span = abs(t1 - t0)
+    adaptive = opts.adaptive
+    rtol, atol = opts.rtol, opts.atol
+    dtmax = min(opts.dtmax, span)
+    stepper.init(t0, u0, f0)
+
+    if opts.dt is not None:
+        dt = tdir * min(abs(opts.dt), dtmax)
+    else:
+        order = stepper.order if stepper.error_order is None else min(
+            stepper.order, stepper.error_order + 1
+        )
+        dt = tdir * initial_step(
+            stepper.rhs.f, xp, t0, u0, f0, tdir, order, rtol, atol, span, dtmax
+        )
+        stepper.nf += 1
+
+    if adaptive:
+        ctrl = opts.controller or PIController.for_order(
+            min(stepper.order, (stepper.error_order or stepper.order - 1) + 1)
+        )
+        beta1, beta2 = ctrl.beta1, ctrl.beta2
+        safety, inv_qmin, inv_qmax = ctrl.safety, 1.0 / ctrl.qmin, 1.0 / ctrl.qmax
+        qmin, qoldinit = ctrl.qmin, ctrl.qoldinit
+        qold = qoldinit
+
+    stops = [float(s) for s in opts.tstops] + [t1]
+    istop = 0
+    next_stop = stops[0]
+
+    saveat = opts.saveat
+    save_t: list[float] = []
+    save_u: list[Any] = []
+    isave = 0
+    nsave = 0 if saveat is None else len(saveat)
+    if saveat is not None:
+        while isave < nsave and saveat[isave] == t0:
+            save_t.append(t0)
+            save_u.append(u0)
+            isave += 1
+    elif opts.save_everystep:
+        save_t.append(t0)
+        save_u.append(u0)
+
+    dense = opts.dense
+    dense_t: list[float] = []
+    dense_u: list[Any] = []
+    dense_data: list[Any] = []
+    if dense:
+        dense_t.append(t0)
+        dense_u.append(u0)
+
+    bar = _progress_bar(t0, t1) if opts.progress else None
+    maxiters = opts.maxiters
+    dtmin = opts.dtmin
+    save_everystep = opts.save_everystep
+    stiffness_reported = False
+
+    t = t0
+    u = u0
+    au = xp.abs(u) if adaptive else None
+    naccept = 0
+    nreject = 0
+    retcode = "Success"
+    while True:
+        remaining = next_stop - t
+        dt_try = dt
+        if tdir * (dt_try - remaining) >= -(1e-9 * abs(dt_try) + 8 * _EPS * abs(t)):
+            dt_try = remaining
+            t_new = next_stop
+            hit_stop = True
+        else:
+            t_new = t + dt_try
+            hit_stop = False
+
+        u_new, err = stepper.step(t, u, dt_try)
+
+        if adaptive:
+            au_new = xp.abs(u_new)
+            sc = xp.maximum(au, au_new)
+            sc = sc * rtol + atol
+            e = err / sc
+            eest = math.sqrt(float(e @ e) / n)
+            if not eest <= 1.0:
+                nreject += 1
+                if eest != eest or eest == math.inf:
+                    dt = dt_try * qmin
+                    nonfinite = True
+                else:
+                    dt = dt_try / min(inv_qmin, eest**beta1 / safety)
+                    nonfinite = False
+                if abs(dt) < max(dtmin, 4 * _EPS * abs(t)):
+                    retcode = "Unstable" if nonfinite else "DtLessThanMin"
+                    break
+                if naccept + nreject >= maxiters:
+                    retcode = "MaxIters"
+                    break
+                continue
+            if eest == 0.0:
+                q = inv_qmax
+            else:
+                q = eest**beta1 / qold**beta2 / safety
+                q = inv_qmax if q < inv_qmax else (inv_qmin if q > inv_qmin else q)
+            dt_next = dt_try / q
+            if hit_stop and abs(dt_next) < abs(dt):
+                dt_next = dt
+            qold = eest if eest > qoldinit else qoldinit
+            au = au_new
+        else:
+            if not bool(xp.all(xp.isfinite(u_new))):
+                nreject += 1
+                retcode = "Unstable"
+                break
+            dt_next = dt
+
+        naccept += 1
+        stepper.accept(t_new, u_new)
+
+        if saveat is not None:
+            if isave < nsave and tdir * (saveat[isave] - t_new) <= 0:
+                isave = _save_in_step(
+                    stepper, xp, saveat, isave, nsave, tdir, t, dt_try, t_new, u, u_new,
+                    save_t, save_u,
+                )
+        elif save_everystep:
+            save_t.append(t_new)
+            save_u.append(u_new)
+        if dense:
+            dense_t.append(t_new)
+            dense_u.append(u_new)
+            dense_data.append(stepper.dense_data())
+
+        t = t_new
+        u = u_new
+        if stepper.stiffness is not None and not stiffness_reported:
+            stiffness_reported = True
+            if on_stiffness is not None:
+                on_stiffness(stepper.stiffness, t)
+        if bar is not None and (naccept & 63) == 0:
+            bar.update(abs(t - t0) - bar.n)
+        if hit_stop:
+            if t == t1:
+                break
+            istop += 1
+            next_stop = stops[istop]
+        dt = dt_next if abs(dt_next) <= dtmax else tdir * dtmax
+        if adaptive and abs(dt) < max(dtmin, 4 * _EPS * abs(t)):
+            retcode = "DtLessThanMin"
+            break
+        if naccept + nreject >= maxiters:
+            retcode = "MaxIters"
+            break
+
+    if retcode == "Success" and not bool(xp.all(xp.isfinite(u))):
+        retcode = "Unstable"
+    if bar is not None:
+        bar.update(abs(t - t0) - bar.n)
+        bar.close()
+    return IntegrationResult(
+        t=save_t,
+        u=save_u,
+        retcode=retcode,
+        naccept=naccept,
+        nreject=nreject,
+        nf=stepper.nf,
+        dense_t=dense_t,
+        dense_u=dense_u,
+        dense_data=dense_data,
+        stiffness=stepper.stiffness,
+        t_final=t,
+    )
+
+
+def _save_in_step(
+    stepper: Stepper,
+    xp: Any,
+    saveat: np.ndarray,
+    isave: int,
+    nsave: int,
+    tdir: float,
+    t: float,
+    dt: float,
+    t_new: float,
+    u: Any,
+    u_new: Any,
+    save_t: list[float],
+    save_u: list[Any],
+) -> int:
+    """Save the requested times inside the accepted step ``[t, t_new]`` (interpolated)."""
+    start = isave
+    while isave < nsave and tdir * (saveat[isave] - t_new) <= 0:
+        isave += 1
+    times = saveat[start:isave]
+    inner = [float(s) for s in times if s != t_new]
+    if inner:
+        data = stepper.complete_dense_data(t, dt, u, stepper.dense_data())
+        m = len(inner)
+        theta = xp.asarray([(s - t) / dt for s in inner], dtype=u.dtype)
+        dts = xp.full((m,), dt, dtype=u.dtype)
+        u0s = xp.broadcast_to(u[None, :], (m, u.shape[0]))
+        u1s = xp.broadcast_to(u_new[None, :], (m, u.shape[0]))
+        datas = None if data is None else xp.broadcast_to(data[None, ...], (m, *data.shape))
+        values = stepper.interpolate(theta, dts, u0s, u1s, datas)
+    k = 0
+    for s in times:
+        s = float(s)
+        save_t.append(s)
+        if s == t_new:
+            save_u.append(u_new)
+        else:
+            save_u.append(values[k, ...])
+            k += 1
+    return isave
+
+
+def _progress_bar(t0: float, t1: float) -> Any:
+    from tqdm.auto import tqdm  # imported only when a progress bar is asked for
+
+    return tqdm(
+        total=abs(t1 - t0),
+        desc=f"solve t in [{t0:g}, {t1:g}]",
+        unit="t",
+        bar_format="{l_bar}{bar}| {n:.3g}/{total:.3g} [{elapsed}<{remaining}]",
+    )

@@ -1,0 +1,153 @@
+"""The stepper contract between the integration driver (core) and solver families (plugins).
+
+The driver owns the time loop: error norm, step-size control, ``saveat``/``tstops``, dense
+output storage, ``maxiters``/``dtmin`` and retcodes. A solver family supplies a
+:class:`Stepper` per solve. Its lifecycle::
+
+    stepper = spec.factory(rhs, backend, **options)
+    stepper.init(t0, u0, f0)                     # f0 = f(u0, p, t0), already evaluated
+    loop:
+        u_new, err = stepper.step(t, u, dt)      # attempt; err is None without an estimate
+        if accepted:
+            stepper.accept(t + dt, u_new)        # e.g. FSAL bookkeeping, f at the new point
+            data = stepper.dense_data()          # interpolation data of this step (a copy)
+
+``u`` is always the flat state: a 1-D backend array of length ``rhs.n`` (the driver reshapes
+at the boundary). :meth:`interpolate` evaluates the dense output of many steps at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .backend import Backend
+
+
+class RHS:
+    """The right-hand side seen by a stepper: ``rhs(u_flat, t) -> du_flat``.
+
+    Attributes:
+        f: the flat callable ``f(u, t)``; calling ``rhs(u, t)`` is the same.
+        n: number of state components; ``shape``: the user's state shape; ``dtype``: backend
+            dtype of the state; ``backend``: the :class:`Backend`; ``p``: the parameters;
+        problem: the user's problem (for Jacobians, mass matrices, ...).
+    """
+
+    __slots__ = ("f", "n", "shape", "dtype", "backend", "p", "problem", "user_f")
+
+    def __init__(
+        self,
+        user_f: Callable[..., Any],
+        p: Any,
+        shape: tuple[int, ...],
+        dtype: Any,
+        backend: Backend,
+        problem: Any = None,
+        convert_output: bool = False,
+    ) -> None:
+        self.user_f = user_f
+        self.p = p
+        self.shape = tuple(shape)
+        self.n = 1
+        for dim in self.shape:
+            self.n *= dim
+        self.dtype = dtype
+        self.backend = backend
+        self.problem = problem
+        self.f = _flat_rhs(user_f, p, self.shape, self.n, dtype, backend, convert_output)
+
+    def __call__(self, u: Any, t: float) -> Any:
+        return self.f(u, t)
+
+
+def _flat_rhs(
+    f: Callable[..., Any],
+    p: Any,
+    shape: tuple[int, ...],
+    n: int,
+    dtype: Any,
+    backend: Backend,
+    convert_output: bool,
+) -> Callable[[Any, float], Any]:
+    xp = backend.xp
+    if len(shape) == 1 and not convert_output:
+        def rhs(u: Any, t: float) -> Any:
+            return f(u, p, t)
+    elif len(shape) == 1:
+        def rhs(u: Any, t: float) -> Any:
+            return xp.asarray(f(u, p, t), dtype=dtype)
+    elif not convert_output:
+        flat = (n,)
+
+        def rhs(u: Any, t: float) -> Any:
+            return xp.reshape(f(xp.reshape(u, shape), p, t), flat)
+    else:
+        flat = (n,)
+
+        def rhs(u: Any, t: float) -> Any:
+            return xp.reshape(xp.asarray(f(xp.reshape(u, shape), p, t), dtype=dtype), flat)
+    return rhs
+
+
+class Stepper:
+    """Base class of steppers (one method applied to one problem).
+
+    Subclasses set the class attributes and implement :meth:`step`; the defaults give linear
+    interpolation as dense output (declare ``dense_order = 1`` in the spec then).
+
+    Attributes:
+        order: order of the method; ``error_order``: order of the embedded estimate (or
+            ``None``); ``nf``: number of right-hand-side evaluations so far (the stepper counts
+            its own); ``stats``: extra counters (``njac``, ``nfactor``, ``nlinsolve``, ...).
+        stiffness: set by steppers that detect stiffness to a short description when they do;
+            the driver then warns once, naming the registered stiff solvers.
+    """
+
+    order: int = 1
+    error_order: int | None = None
+
+    def __init__(self, rhs: RHS, backend: Backend, **options: Any) -> None:
+        if options:
+            raise TypeError(f"{type(self).__name__} takes no options, got {sorted(options)}")
+        self.rhs = rhs
+        self.backend = backend
+        self.xp = backend.xp
+        self.nf = 0
+        self.stats: dict[str, int] = {}
+        self.stiffness: str | None = None
+        self._last: tuple[Any, Any] | None = None
+
+    def init(self, t0: float, u0: Any, f0: Any) -> None:
+        """Prepare for the first step from ``(t0, u0)``; ``f0 = f(u0, t0)`` is given."""
+
+    def step(self, t: float, u: Any, dt: float) -> tuple[Any, Any]:
+        """Attempt one step of size ``dt`` (signed) from ``(t, u)``.
+
+        Returns ``(u_new, err)`` where ``err`` is the embedded local error estimate (an array
+        like ``u``) or ``None`` for methods without one. Must not change ``u``.
+        """
+        raise TypeError(f"{type(self).__name__} must implement step()")
+
+    def accept(self, t_new: float, u_new: Any) -> None:
+        """The last attempted step was accepted; ``(t_new, u_new)`` is the new point."""
+
+    def dense_data(self) -> Any:
+        """Interpolation data of the last accepted step (a copy the driver may keep)."""
+        return None
+
+    def complete_dense_data(self, t: float, dt: float, u: Any, data: Any) -> Any:
+        """Fill in lazily computed parts of a step's interpolation data (default: none)."""
+        return data
+
+    def interpolate(self, theta: Any, dt: Any, u0: Any, u1: Any, data: Any) -> Any:
+        """Dense output of ``m`` steps at once.
+
+        Args:
+            theta: backend array (m,) of fractions in [0, 1] of each step.
+            dt: backend array (m,) of the (signed) step sizes.
+            u0, u1: backend arrays (m, n): the states at both ends of each step.
+            data: stacked :meth:`dense_data` of the steps (leading dimension m), or ``None``.
+        Returns: backend array (m, n). The default interpolates linearly (order 1).
+        """
+        return u0 + theta[:, None] * (u1 - u0)

@@ -1,0 +1,109 @@
+"""Checks of user input that give errors naming the argument and what was wrong."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidArgument, InvalidType
+
+
+def array_namespace_of(x: Any) -> Any | None:
+    """The array-API namespace of ``x`` if it is a non-NumPy array-API array, else ``None``."""
+    if isinstance(x, (np.ndarray, np.generic)):
+        return None
+    get = getattr(x, "__array_namespace__", None)
+    return get() if get is not None else None
+
+
+def host_view(x: Any, name: str) -> np.ndarray:
+    """``x`` as a NumPy array for validation, or a clear error if it is not numeric."""
+    if isinstance(x, (np.ndarray, np.generic)):
+        return np.asarray(x)
+    xp = array_namespace_of(x)
+    if xp is not None:
+        try:
+            return np.from_dlpack(x)
+        except Exception:
+            try:
+                return np.asarray(x)
+            except Exception:  # device arrays (CuPy): validated on the device instead
+                return None  # type: ignore[return-value]
+    if isinstance(x, (str, bytes)) or x is None:
+        raise InvalidType(f"{name} must be a number or an array of numbers, got {x!r}")
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:
+        raise InvalidType(
+            f"{name} must be a number or an array of numbers, got {type(x).__name__}: {exc}"
+        ) from None
+    return arr
+
+
+def check_state(x: Any, name: str = "u0") -> None:
+    """``x`` must be a finite, real, numeric array (any shape)."""
+    arr = host_view(x, name)
+    if arr is None:
+        xp = array_namespace_of(x)
+        if not bool(xp.all(xp.isfinite(x))):
+            raise InvalidArgument(f"{name} contains NaN or inf")
+        return
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        if arr.dtype.kind == "c":
+            raise InvalidType(f"{name} is complex ({arr.dtype}); only real states are supported")
+        raise InvalidType(
+            f"{name} must be numeric, got an array of dtype {arr.dtype} "
+            f"(from {type(x).__name__})"
+        )
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))
+        where = tuple(int(i) for i in bad[0]) if bad.size else ()
+        raise InvalidArgument(
+            f"{name} contains NaN or inf ({int((~np.isfinite(arr)).sum())} entries, first at "
+            f"index {where})"
+        )
+
+
+def check_tspan(tspan: Any, name: str = "tspan") -> tuple[float, float]:
+    """``tspan`` must be two finite, distinct real numbers; it may run backwards."""
+    if isinstance(tspan, (str, bytes)) or tspan is None:
+        raise InvalidType(f"{name} must be a pair (t0, t1) of numbers, got {tspan!r}")
+    try:
+        items = list(tspan)
+    except TypeError:
+        raise InvalidType(f"{name} must be a pair (t0, t1) of numbers, got {tspan!r}") from None
+    if len(items) != 2:
+        raise InvalidArgument(f"{name} must have exactly two entries (t0, t1), got {len(items)}")
+    values = []
+    for label, item in zip(("t0", "t1"), items, strict=True):
+        if isinstance(item, bool) or not isinstance(item, (numbers.Real, np.ndarray, np.generic)):
+            raise InvalidType(f"{name} {label} must be a real number, got {item!r}")
+        try:
+            value = float(item)
+        except (TypeError, ValueError):
+            raise InvalidType(f"{name} {label} must be a real number, got {item!r}") from None
+        if not math.isfinite(value):
+            raise InvalidArgument(f"{name} {label} must be finite, got {value}")
+        values.append(value)
+    t0, t1 = values
+    if t0 == t1:
+        raise InvalidArgument(f"{name} is empty: t0 == t1 == {t0}")
+    return t0, t1
+
+
+def check_callable(f: Any, name: str) -> None:
+    if not callable(f):
+        raise InvalidType(f"{name} must be callable, got {type(f).__name__}: {f!r}")
+
+
+def check_positive_number(value: Any, name: str, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.generic)):
+        raise InvalidType(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        kind = "non-negative" if allow_zero else "positive"
+        raise InvalidArgument(f"{name} must be a finite {kind} number, got {value}")
+    return value

@@ -1,0 +1,224 @@
+"""The tableau-driven explicit Runge–Kutta stepper.
+
+One class runs every method of the family; a method is a :class:`ButcherTableau`. Stage sums
+are matrix products over the stacked stages: with ``K`` the (s, n) stage buffer and
+``M = [A; b; b_error]`` scaled by ``dt`` once per step,
+
+    Y_i = u + (dt A)[i, :i] @ K[:i],   K[i] = f(Y_i, t + c_i dt),
+    u_new = u + (dt b) @ K,            err = (dt b_error) @ K.
+
+Buffers (``K``, the scaled coefficients and their row views) are allocated once per solve.
+First-same-as-last methods reuse the last stage as the next step's first; other methods
+evaluate ``f(u_new)`` at acceptance, which is the next step's first stage and also the
+end-point derivative used by Hermite dense output, so it costs nothing extra.
+
+Stiffness detection (Hairer & Wanner, *Solving ODEs II*, IV.2; Shampine 1977) for FSAL
+methods: ``rho = ||k_s - k_{s-1}|| / ||Y_s - Y_{s-1}||`` estimates the dominant eigenvalue;
+``|dt| * rho`` beyond the stability boundary on many sampled steps means the step size is
+limited by stability, not accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from autodiffeq.backend import Backend
+from autodiffeq.stepper import RHS, Stepper
+
+from .tableau import ButcherTableau
+
+# cubic Hermite basis in powers theta**1..theta**3 (Hairer, Nørsett & Wanner I, II.6)
+_H01 = np.array([0.0, 3.0, -2.0])  # weight of (u1 - u0)
+_H10 = np.array([1.0, -2.0, 1.0])  # weight of dt * f(u0)
+_H11 = np.array([0.0, -1.0, 1.0])  # weight of dt * f(u1)
+
+
+def interpolation_matrix(tab: ButcherTableau) -> np.ndarray:
+    """``P`` with ``b_j(theta) = sum_m P[j, m] theta**(m+1)`` over the interpolation stages.
+
+    Methods without their own continuous extension get cubic Hermite interpolation from
+    ``f(u_n)`` (the first stage) and ``f(u_{n+1})`` (the FSAL stage or ``k_end``).
+    """
+    if tab.dense is not None:
+        return np.asarray(tab.dense, dtype=np.float64)
+    s_int = tab.n_interp_stages
+    P = np.zeros((s_int, 3))
+    b = np.zeros(s_int)
+    b[: tab.stages] = tab.b
+    P += b[:, None] * _H01[None, :]
+    P[0] += _H10
+    P[s_int - 1] += _H11
+    return P
+
+
+class ExplicitRKStepper(Stepper):
+    """Explicit Runge–Kutta method given by a Butcher tableau (any backend).
+
+    Options:
+        stiffness_detection: check every ``stiffness_check_every`` accepted steps whether
+            the step size is bounded by stability (FSAL methods with a stability boundary).
+    """
+
+    CHECK_EVERY = 16
+    STIFF_HITS = 15
+
+    def __init__(
+        self,
+        tableau: ButcherTableau,
+        rhs: RHS,
+        backend: Backend,
+        *,
+        stiffness_detection: bool = True,
+    ) -> None:
+        super().__init__(rhs, backend)
+        xp = backend.xp
+        tab = tableau
+        self.tableau = tab
+        self.order = tab.order
+        self.error_order = tab.error_order
+        s = tab.stages
+        self.s = s
+        self.fsal = tab.fsal
+        self.adaptive = tab.b_error is not None
+        dtype = rhs.dtype
+        n = rhs.n
+        self.c = [float(ci) for ci in tab.c]
+        rows = [np.asarray(tab.A, dtype=np.float64), np.asarray(tab.b, dtype=np.float64)[None]]
+        rows.append(
+            np.asarray(tab.b_error, dtype=np.float64)[None]
+            if tab.b_error is not None
+            else np.zeros((1, s))
+        )
+        M = np.vstack(rows)
+        self._M = backend.asarray(M, dtype=dtype)
+        self._dtM = xp.asarray(self._M, copy=True)
+        self._rows = [self._dtM[i, :i] for i in range(s)]
+        self._b_row = self._dtM[s, :]
+        self._e_row = self._dtM[s + 1, :]
+        self.n_interp = tab.n_interp_stages
+        self.K = xp.zeros((self.n_interp, n), dtype=dtype)
+        self._Kp = [self.K[:i, ...] for i in range(s + 1)]
+        self._Ks = self.K[:s, ...]
+        self._shift_from = s - 1 if self.fsal else s
+        self._shift = False
+        P = interpolation_matrix(tab)
+        self._P = backend.asarray(P, dtype=dtype)
+        self._powers = backend.asarray(np.arange(1, P.shape[1] + 1, dtype=np.float64), dtype=dtype)
+        self.dense_order_value = tab.dense_order
+        if tab.extra is not None:
+            self._extra_c = [float(x) for x in tab.extra.c]
+            self._extra_A = backend.asarray(np.asarray(tab.extra.A, dtype=np.float64), dtype=dtype)
+        boundary = tab.stability_boundary
+        self._detect = bool(stiffness_detection and self.fsal and boundary and self.adaptive)
+        self._boundary = boundary or 0.0
+        self._since_check = 0
+        self._stiff_hits = 0
+        self._y_prev = None
+        self._dt_last = 0.0
+
+    def init(self, t0: float, u0: Any, f0: Any) -> None:
+        self.K[0, ...] = f0
+        self._shift = False
+
+    def step(self, t: float, u: Any, dt: float) -> tuple[Any, Any]:
+        K = self.K
+        if self._shift:
+            K[0, ...] = K[self._shift_from, ...]
+            self._shift = False
+        dtM = self._dtM
+        dtM[...] = self._M
+        dtM *= dt
+        f = self.rhs.f
+        rows = self._rows
+        Kp = self._Kp
+        c = self.c
+        s = self.s
+        y = u
+        check = self._detect and self._since_check >= self.CHECK_EVERY
+        y_prev = None
+        for i in range(1, s):
+            if check and i == s - 1:
+                y_prev = y
+            y = u + rows[i] @ Kp[i]
+            K[i, ...] = f(y, t + c[i] * dt)
+        self.nf += s - 1
+        if self.fsal:
+            u_new = y
+        else:
+            u_new = u + self._b_row @ self._Ks
+        err = self._e_row @ self._Ks if self.adaptive else None
+        if check:
+            self._y_prev = (y_prev, y)
+            self._dt_last = dt
+        else:
+            self._y_prev = None
+        return u_new, err
+
+    def accept(self, t_new: float, u_new: Any) -> None:
+        if not self.fsal:
+            self.K[self.s, ...] = self.rhs.f(u_new, t_new)
+            self.nf += 1
+        self._shift = True
+        if self._detect:
+            self._since_check += 1
+            if self._y_prev is not None:
+                self._since_check = 0
+                self._check_stiffness()
+
+    def _check_stiffness(self) -> None:
+        """Hairer's test on the last two stages (both at c = 1 for DP5/Tsit5-type pairs)."""
+        xp = self.xp
+        y_prev, y_last = self._y_prev
+        self._y_prev = None
+        dk = self.K[self.s - 1, ...] - self.K[self.s - 2, ...]
+        dy = y_last - y_prev
+        num = float(dk @ dk)
+        den = float(dy @ dy)
+        if den > 0 and math.isfinite(num):
+            ratio = abs(self._dt_last) * math.sqrt(num / den)
+            if ratio > self._boundary:
+                self._stiff_hits += 1
+                if self._stiff_hits >= self.STIFF_HITS and self.stiffness is None:
+                    self.stiffness = (
+                        f"|dt|*|lambda| ~ {ratio:.3g} exceeded the stability boundary "
+                        f"{self._boundary:g} on {self._stiff_hits} sampled steps"
+                    )
+            else:
+                self._stiff_hits = max(0, self._stiff_hits - 1)
+        del xp
+
+    def dense_data(self) -> Any:
+        return self.xp.asarray(self.K, copy=True)
+
+    def complete_dense_data(self, t: float, dt: float, u: Any, data: Any) -> Any:
+        extra = self.tableau.extra
+        if extra is None:
+            return data
+        xp = self.xp
+        n_base = self.n_interp
+        n_extra = len(self._extra_c)
+        if data.shape[0] == n_base + n_extra:
+            return data
+        full = xp.concat([data, xp.zeros((n_extra, data.shape[1]), dtype=data.dtype)], axis=0)
+        f = self.rhs.f
+        for j in range(n_extra):
+            width = n_base + j
+            y = u + (self._extra_A[j, :width] * dt) @ full[:width, ...]
+            full[n_base + j, ...] = f(y, t + self._extra_c[j] * dt)
+        self.nf += n_extra
+        return full
+
+    def interpolate(self, theta: Any, dt: Any, u0: Any, u1: Any, data: Any) -> Any:
+        xp = self.xp
+        powers = theta[:, None] ** self._powers[None, :]  # (m, deg)
+        B = powers @ xp.matrix_transpose(self._P)  # (m, stages)
+        if data.shape[1] != B.shape[1]:
+            raise ValueError(
+                f"{self.tableau.name}: interpolation data has {data.shape[1]} stages, the "
+                f"interpolant needs {B.shape[1]} (call complete_dense_data first)"
+            )
+        weights = (B * dt[:, None])[:, None, :]  # (m, 1, stages)
+        return u0 + (weights @ data)[:, 0, :]
