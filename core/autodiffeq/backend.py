@@ -32,6 +32,12 @@ class Backend:
     array_type: type | tuple[type, ...] = ()
 
     # ---------------------------------------------------------------- arrays
+    @staticmethod
+    def dot(a: Any, b: Any) -> Any:
+        """``a @ b`` for a 1-D ``a`` (stage sums, squared norms); backends may override it
+        with a faster kernel for small operands."""
+        return a @ b
+
     def is_native(self, x: Any) -> bool:
         """Whether ``x`` is already an array of this backend."""
         return isinstance(x, self.array_type)

@@ -78,6 +78,7 @@ def integrate(
     stepper reports stiffness.
     """
     xp = stepper.xp
+    dot = stepper.backend.dot
     n = u0.shape[0]
     tdir = 1.0 if t1 > t0 else -1.0
     span = abs(t1 - t0)
@@ -162,7 +163,7 @@ def integrate(
             sc = xp.maximum(au, au_new)
             sc = sc * rtol + atol
             e = err / sc
-            eest = math.sqrt(float(e @ e) / n)
+            eest = math.sqrt(float(dot(e, e)) / n)
             if not eest <= 1.0:
                 nreject += 1
                 if eest != eest or eest == math.inf:

@@ -29,12 +29,14 @@ class RHS:
 
     Attributes:
         f: the flat callable ``f(u, t)``; calling ``rhs(u, t)`` is the same.
+        fp: the flat callable in SciML order, ``fp(u, p, t)`` (with ``p = rhs.p``): the user's
+            own function when no reshaping is needed, so hot loops avoid a wrapper call.
         n: number of state components; ``shape``: the user's state shape; ``dtype``: backend
             dtype of the state; ``backend``: the :class:`Backend`; ``p``: the parameters;
         problem: the user's problem (for Jacobians, mass matrices, ...).
     """
 
-    __slots__ = ("f", "n", "shape", "dtype", "backend", "p", "problem", "user_f")
+    __slots__ = ("f", "fp", "n", "shape", "dtype", "backend", "p", "problem", "user_f")
 
     def __init__(
         self,
@@ -56,6 +58,15 @@ class RHS:
         self.backend = backend
         self.problem = problem
         self.f = _flat_rhs(user_f, p, self.shape, self.n, dtype, backend, convert_output)
+        if len(self.shape) == 1 and not convert_output:
+            self.fp = user_f  # hot loops call fp(u, p, t) directly: no wrapper layer
+        else:
+            f_flat = self.f
+
+            def fp(u: Any, p: Any, t: float) -> Any:
+                return f_flat(u, t)
+
+            self.fp = fp
 
     def __call__(self, u: Any, t: float) -> Any:
         return self.f(u, t)

@@ -86,6 +86,7 @@ class ExplicitRKStepper(Stepper):
         dtype = rhs.dtype
         n = rhs.n
         self.c = [float(ci) for ci in tab.c]
+        self._dot = backend.dot
         rows = [np.asarray(tab.A, dtype=np.float64), np.asarray(tab.b, dtype=np.float64)[None]]
         rows.append(
             np.asarray(tab.b_error, dtype=np.float64)[None]
@@ -102,6 +103,10 @@ class ExplicitRKStepper(Stepper):
         self.K = xp.zeros((self.n_interp, n), dtype=dtype)
         self._Kp = [self.K[:i, ...] for i in range(s + 1)]
         self._Ks = self.K[:s, ...]
+        self._be_rows = self._dtM[s : s + 2, :]
+        self._stages = [
+            ((i, Ellipsis), self._rows[i], self._Kp[i], self.c[i]) for i in range(1, s)
+        ]
         self._shift_from = s - 1 if self.fsal else s
         self._shift = False
         P = interpolation_matrix(tab)
@@ -131,25 +136,29 @@ class ExplicitRKStepper(Stepper):
         dtM = self._dtM
         dtM[...] = self._M
         dtM *= dt
-        f = self.rhs.f
-        rows = self._rows
-        Kp = self._Kp
-        c = self.c
-        s = self.s
+        fp = self.rhs.fp
+        p = self.rhs.p
+        dot = self._dot
         y = u
         check = self._detect and self._since_check >= self.CHECK_EVERY
         y_prev = None
-        for i in range(1, s):
-            if check and i == s - 1:
+        last = self.s - 1
+        for index, row, Kpart, ci in self._stages:
+            if check and index[0] == last:
                 y_prev = y
-            y = u + rows[i] @ Kp[i]
-            K[i, ...] = f(y, t + c[i] * dt)
-        self.nf += s - 1
+            y = u + dot(row, Kpart)
+            K[index] = fp(y, p, t + ci * dt)
+        self.nf += self.s - 1
         if self.fsal:
             u_new = y
+            err = dot(self._e_row, self._Ks) if self.adaptive else None
+        elif self.adaptive:
+            update = dot(self._be_rows, self._Ks)
+            u_new = u + update[0, ...]
+            err = update[1, ...]
         else:
-            u_new = u + self._b_row @ self._Ks
-        err = self._e_row @ self._Ks if self.adaptive else None
+            u_new = u + dot(self._b_row, self._Ks)
+            err = None
         if check:
             self._y_prev = (y_prev, y)
             self._dt_last = dt

@@ -17,6 +17,7 @@ class NumpyBackend(Backend):
     device = "cpu"
     capabilities = frozenset({"lu", "sparse", "rng", "autograd"})
     array_type = (np.ndarray, np.generic)
+    dot = staticmethod(np.dot)  # faster than ``@`` on the small operands of stage sums
 
     def to_host(self, x: Any) -> np.ndarray:
         return np.asarray(x)
