@@ -199,7 +199,7 @@ class Registry:
             self._register_failures = []
             for kind, hook_name in hookspecs.REGISTRATION_HOOKS.items():
                 hook = getattr(self._pm.hook, hook_name)
-                for impl in reversed(hook.get_hookimpls()):  # registration order
+                for impl in hook.get_hookimpls():  # registration order
                     self._collect(kind, impl, catalogue)
             for kind, specs in self._direct.items():
                 for name, spec in specs.items():

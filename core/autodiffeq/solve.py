@@ -307,7 +307,9 @@ def _tolerance_scalar(value: Any, name: str) -> float:
         try:
             arr = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError):
-            raise InvalidType(f"{name} must be a number or an array of numbers, got {value!r}")
+            raise InvalidType(
+                f"{name} must be a number or an array of numbers, got {value!r}"
+            ) from None
         if arr.size == 0:
             raise InvalidArgument(f"{name} is empty")
     if not np.all(np.isfinite(arr)):
@@ -362,7 +364,7 @@ def _check_saveat(saveat: Any, t0: float, t1: float, tdir: float) -> np.ndarray 
     try:
         times = np.asarray(saveat, dtype=np.float64)
     except (TypeError, ValueError):
-        raise InvalidType(f"saveat must be a number or an array of times, got {saveat!r}")
+        raise InvalidType(f"saveat must be a number or an array of times, got {saveat!r}") from None
     if times.ndim != 1:
         raise InvalidArgument(f"saveat must be 1-D, got shape {times.shape}")
     if times.size == 0:
@@ -373,7 +375,7 @@ def _check_saveat(saveat: Any, t0: float, t1: float, tdir: float) -> np.ndarray 
     outside = (times < lo) | (times > hi)
     if outside.any():
         raise InvalidArgument(
-            f"saveat time {times[np.argmax(outside)]!r} is outside tspan ({t0}, {t1})"
+            f"saveat time {float(times[np.argmax(outside)])!r} is outside tspan ({t0}, {t1})"
         )
     if times.size > 1 and not np.all(tdir * np.diff(times) > 0):
         direction = "increasing" if tdir > 0 else "decreasing (tspan runs backwards)"
@@ -387,14 +389,14 @@ def _check_tstops(tstops: Any, t0: float, t1: float, tdir: float) -> np.ndarray:
     try:
         times = np.asarray(tstops, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
-        raise InvalidType(f"tstops must be an array of times, got {tstops!r}")
+        raise InvalidType(f"tstops must be an array of times, got {tstops!r}") from None
     if not np.all(np.isfinite(times)):
         raise InvalidArgument("tstops contains NaN or inf")
     lo, hi = min(t0, t1), max(t0, t1)
     outside = (times < lo) | (times > hi)
     if outside.any():
         raise InvalidArgument(
-            f"tstops time {times[np.argmax(outside)]!r} is outside tspan ({t0}, {t1})"
+            f"tstops time {float(times[np.argmax(outside)])!r} is outside tspan ({t0}, {t1})"
         )
     times = np.unique(times)
     times = times[(times != t0) & (times != t1)]

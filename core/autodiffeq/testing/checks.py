@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnsupportedCombination
-from ..registry import Registry, registry as default_registry
+from ..registry import Registry
+from ..registry import registry as default_registry
 from ..solve import solve
 from ..specs import SolverSpec
 from .problems import (
     ANALYTIC_PROBLEMS,
-    CONVERGENCE_PROBLEMS,
     ARRAY_LINEAR,
     LOGISTIC,
     SCALAR_LINEAR,
@@ -62,6 +62,10 @@ def _error(be: Any, u: Any, exact: np.ndarray) -> float:
     return float(np.max(np.abs(_host(be, u) - exact)))
 
 
+def _fmt(values: Sequence[float], spec: str) -> list[str]:
+    return [format(v, spec) for v in values]
+
+
 def fit_order(steps: Sequence[float], errors: Sequence[float]) -> float:
     """Least-squares slope of log(error) against log(step)."""
     x = np.log(np.asarray(steps, dtype=float))
@@ -96,8 +100,8 @@ def _asymptotic_slope(
     pairs = [i for i in usable if i + 1 in usable]
     if not pairs:
         raise ConformanceError(
-            f"could not measure an order: errors {['%.2e' % e for e in errors]} for steps "
-            f"{['%.3g' % s for s in steps]} (need two successive ones in [{floor:.0e}, 0.1])"
+            f"could not measure an order: errors {_fmt(errors, '.2e')} for steps "
+            f"{_fmt(steps, '.3g')} (need two successive ones in [{floor:.0e}, 0.1])"
         )
     i = pairs[-1]
     sel_s, sel_e = steps[i : i + 2], errors[i : i + 2]
@@ -136,7 +140,7 @@ def check_convergence_order(
         raise ConformanceError(
             f"{spec.name} on {be.name}, problem {problem.name}: measured convergence order "
             f"{slope:.2f} but the spec declares order {spec.order} (errors "
-            f"{['%.2e' % e for e in errors]} at dt {['%.3g' % s for s in steps]})"
+            f"{_fmt(errors, '.2e')} at dt {_fmt(steps, '.3g')})"
         )
     return report
 
@@ -171,7 +175,7 @@ def check_dense_order(
         raise ConformanceError(
             f"{spec.name} on {be.name}: the dense output's local error falls like "
             f"h^{slope:.2f}, but dense_order={spec.dense_order} declares h^{expected} "
-            f"(errors {['%.2e' % e for e in errors]} at h {['%.3g' % s for s in steps]})"
+            f"(errors {_fmt(errors, '.2e')} at h {_fmt(steps, '.3g')})"
         )
     return report
 

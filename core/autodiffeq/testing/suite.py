@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..registry import Registry, registry as default_registry
+from ..registry import Registry
+from ..registry import registry as default_registry
 from ..specs import SolverSpec
 from . import checks
 from .problems import CONVERGENCE_PROBLEMS

@@ -1,0 +1,213 @@
+"""Solve semantics: accuracy against independent references, retcodes, saving, stopping,
+dense output, statistics and warnings."""
+
+from __future__ import annotations
+
+import warnings
+
+import autodiffeq as ade
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+from .conftest import lotka_volterra
+
+ADAPTIVE = ["BS3", "DP5", "Tsit5", "Vern7"]
+
+
+def _scipy_reference(f, u0, tspan, p, t_eval):
+    ref = solve_ivp(lambda t, u: f(u, p, t), tspan, u0, method="DOP853", rtol=1e-13,
+                    atol=1e-13, t_eval=t_eval)
+    return ref.y.T
+
+
+@pytest.mark.parametrize("alg", ADAPTIVE)
+@pytest.mark.parametrize("rtol", [1e-4, 1e-7])
+def test_lotka_volterra_matches_scipy_reference(alg, rtol, lv_problem):
+    times = np.linspace(0.0, 10.0, 11)
+    sol = ade.solve(lv_problem, alg, rtol=rtol, atol=rtol * 1e-2, saveat=times)
+    ref = _scipy_reference(lotka_volterra, [1.0, 1.0], (0.0, 10.0), lv_problem.p, times)
+    assert sol.retcode == "Success"
+    np.testing.assert_array_equal(sol.t, times)
+    # global error over 10 time units: within a modest multiple of the tolerance
+    assert np.max(np.abs(sol.u - ref)) < 50 * rtol * np.max(np.abs(ref))
+
+
+def _van_der_pol(u, p, t):
+    return np.array([u[1], p * (1 - u[0] ** 2) * u[1] - u[0]])
+
+
+@pytest.mark.parametrize("alg", ADAPTIVE)
+def test_van_der_pol_nonstiff_dense_output_matches_scipy(alg):
+    prob = ade.ODEProblem(_van_der_pol, [2.0, 0.0], (0.0, 6.0), 1.0)
+    sol = ade.solve(prob, alg, rtol=1e-8, atol=1e-10)
+    times = np.linspace(0.0, 6.0, 37)
+    ref = _scipy_reference(_van_der_pol, [2.0, 0.0], (0.0, 6.0), 1.0, times)
+    assert np.max(np.abs(sol(times) - ref)) < 1e-5
+
+
+def test_default_algorithm_depends_on_tolerance(decay_problem):
+    assert ade.solve(decay_problem).alg.name == "Tsit5"
+    assert ade.solve(decay_problem, rtol=1e-10, atol=1e-12).alg.name == "Vern7"
+
+
+def test_tstops_are_hit_exactly():
+    # u' = |t - 0.3|: f has a kink at 0.3; each side is a polynomial that Tsit5 integrates
+    # exactly, so with the kink on a step boundary the answer is exact: u(1) = 0.29
+    prob = ade.ODEProblem(lambda u, p, t: np.array([abs(t - 0.3)]), [0.0], (0.0, 1.0))
+    sol = ade.solve(prob, "Tsit5", tstops=[0.3], rtol=1e-3, atol=1e-3)
+    assert 0.3 in sol.t
+    assert abs(sol.u[-1, 0] - 0.29) < 1e-14
+    without = ade.solve(prob, "Tsit5", rtol=1e-3, atol=1e-3)
+    assert abs(without.u[-1, 0] - 0.29) > 1e-10
+
+
+def test_saveat_spacing_includes_endpoints(decay_problem):
+    sol = ade.solve(decay_problem, "Tsit5", saveat=0.25)
+    np.testing.assert_array_equal(sol.t, [0.0, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(sol.u, np.exp(-sol.t)[:, None] * [1.0, 2.0], rtol=1e-3)
+    uneven = ade.solve(decay_problem, "Tsit5", saveat=0.3)
+    np.testing.assert_allclose(uneven.t, [0.0, 0.3, 0.6, 0.9, 1.0])
+    assert uneven.t[-1] == 1.0
+
+
+def test_backward_integration_and_saveat(decay_problem):
+    prob = decay_problem.remake(tspan=(1.0, 0.0), u0=np.exp(-1.0) * np.array([1.0, 2.0]))
+    sol = ade.solve(prob, "Vern7", rtol=1e-10, atol=1e-12, saveat=[0.8, 0.3, 0.0])
+    np.testing.assert_allclose(sol.u, np.exp(-sol.t)[:, None] * [1.0, 2.0], rtol=1e-9)
+    with pytest.raises(ade.InvalidArgument, match="decreasing"):
+        ade.solve(prob, saveat=[0.0, 0.5])
+
+
+def test_dense_output_scalar_and_vector_shapes():
+    prob = ade.ODEProblem(lambda u, p, t: -u, np.ones((3, 2)), (0.0, 1.0))
+    sol = ade.solve(prob, "Tsit5", rtol=1e-9, atol=1e-12)
+    assert sol(0.5).shape == (3, 2)
+    assert sol(np.array([0.1, 0.2, 0.9])).shape == (3, 3, 2)
+    np.testing.assert_allclose(sol(0.5), np.exp(-0.5) * np.ones((3, 2)), rtol=1e-7)
+    np.testing.assert_allclose(sol(sol.t), sol.u, rtol=1e-13)  # exact at the nodes
+
+
+def test_scalar_state():
+    prob = ade.ODEProblem(lambda u, p, t: -2.0 * u, 1.0, (0.0, 1.0))
+    sol = ade.solve(prob, rtol=1e-9, atol=1e-12)
+    assert sol.u.shape == (len(sol.t),)
+    assert abs(float(sol(1.0)) - np.exp(-2.0)) < 1e-8
+
+
+def test_per_component_atol_is_used():
+    prob = ade.ODEProblem(lambda u, p, t: np.array([-u[0], -1e-6 * u[1]]), [1.0, 1e-8],
+                          (0.0, 1.0))
+    loose = ade.solve(prob, "Tsit5", rtol=1e-12, atol=[1e-12, 1.0])
+    tight = ade.solve(prob, "Tsit5", rtol=1e-12, atol=1e-14)
+    assert loose.stats.nsteps <= tight.stats.nsteps
+
+
+def test_dtmax_limits_steps(decay_problem):
+    sol = ade.solve(decay_problem, "Tsit5", dtmax=0.01)
+    assert np.max(np.diff(sol.t)) <= 0.01 + 1e-15
+    assert sol.stats.naccept >= 100
+
+
+def test_maxiters_retcode_keeps_states(decay_problem):
+    with pytest.warns(ade.SolverWarning, match="MaxIters"):
+        sol = ade.solve(decay_problem, "Tsit5", maxiters=5, rtol=1e-12, atol=1e-14)
+    assert sol.retcode == "MaxIters" and not sol.success
+    assert len(sol.t) == sol.stats.naccept + 1 and sol.t[-1] < 1.0
+    np.testing.assert_allclose(sol.u[-1], np.exp(-sol.t[-1]) * np.array([1.0, 2.0]),
+                               rtol=1e-9)
+
+
+def test_dtmin_retcode():
+    prob = ade.ODEProblem(lambda u, p, t: u * u, [1.0], (0.0, 2.0))  # blows up at t = 1
+    with pytest.warns(ade.SolverWarning):
+        sol = ade.solve(prob, "Tsit5", dtmin=1e-6)
+    assert sol.retcode == "DtLessThanMin"
+    assert 0.99 < sol.t[-1] < 1.0
+
+
+def test_unstable_retcode_on_non_finite_state():
+    prob = ade.ODEProblem(lambda u, p, t: u * u, [1.0], (0.0, 2.0))
+    with pytest.warns(ade.SolverWarning), np.errstate(all="ignore"):
+        fixed = ade.solve(prob, "RK4", dt=0.01, adaptive=False)
+    assert fixed.retcode == "Unstable"
+    assert np.all(np.isfinite(fixed.u))  # states up to the failure are kept, all finite
+    with pytest.warns(ade.SolverWarning), np.errstate(all="ignore"):
+        adaptive = ade.solve(prob, "Tsit5")
+    assert adaptive.retcode in {"Unstable", "DtLessThanMin"}
+    assert 0.99 < adaptive.t[-1] < 1.0
+
+
+def test_stats_count_work(decay_problem):
+    sol = ade.solve(decay_problem, "Tsit5", rtol=1e-8, atol=1e-10)
+    st = sol.stats
+    assert st.nsteps == st.naccept + st.nreject
+    # FSAL: 6 evaluations per attempted step + validation call + initial-step estimate
+    assert st.nf == 6 * st.nsteps + 2
+    assert dict(st.as_dict())["nf"] == st.nf
+    rk4 = ade.solve(decay_problem, "RK4", dt=0.1, adaptive=False)
+    assert rk4.stats.nf == 4 * 10 + 1  # k1 of each step is the previous step's f(u_new)
+
+
+def test_fixed_step_hits_end_exactly(decay_problem):
+    sol = ade.solve(decay_problem, "RK4", dt=0.1, adaptive=False)
+    assert len(sol.t) == 11 and sol.t[-1] == 1.0
+    sol = ade.solve(decay_problem, "RK4", dt=0.3, adaptive=False)
+    np.testing.assert_allclose(sol.t, [0.0, 0.3, 0.6, 0.9, 1.0])
+
+
+def test_explicit_solver_on_stiff_problem_stops_at_maxiters_and_warns():
+    # Robertson's chemical kinetics (ROBER): stiff
+    def rober(u, p, t):
+        k1, k2, k3 = 0.04, 3e7, 1e4
+        y1, y2, y3 = u
+        return np.array([-k1 * y1 + k3 * y2 * y3, k1 * y1 - k2 * y2 * y2 - k3 * y2 * y3,
+                         k2 * y2 * y2])
+
+    prob = ade.ODEProblem(rober, [1.0, 0.0, 0.0], (0.0, 1e5))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sol = ade.solve(prob, "Tsit5", maxiters=20_000)
+    assert sol.retcode == "MaxIters"
+    kinds = {type(w.message) for w in caught}
+    assert ade.StiffnessWarning in kinds and ade.SolverWarning in kinds
+    assert any("looks stiff" in str(w.message) for w in caught)
+
+
+def test_progress_bar_runs(capsys, decay_problem):
+    sol = ade.solve(decay_problem.remake(tspan=(0.0, 50.0)), "Tsit5", progress=True)
+    assert sol.success
+    assert "solve t in [0, 50]" in capsys.readouterr().err
+
+
+def test_solution_repr_and_len(decay_problem):
+    sol = ade.solve(decay_problem, "Tsit5")
+    assert "Success" in repr(sol) and "Tsit5" in repr(sol)
+    assert len(sol) == len(sol.t)
+
+
+def test_float32_stays_float32():
+    prob = ade.ODEProblem(lambda u, p, t: -u, np.ones(3, np.float32), (0.0, 1.0))
+    sol = ade.solve(prob, "Tsit5", rtol=1e-5, atol=1e-6)
+    assert sol.u.dtype == np.float32 and sol(0.5).dtype == np.float32
+    np.testing.assert_allclose(sol.u[-1], np.exp(-1.0), rtol=1e-4)
+
+
+def test_p_of_any_kind_passes_through():
+    prob = ade.ODEProblem(lambda u, p, t: -p["k"] * u, [1.0], (0.0, 1.0), {"k": 2.0})
+    assert abs(ade.solve(prob, rtol=1e-9).u[-1, 0] - np.exp(-2)) < 1e-7
+
+
+def test_solver_spec_object_as_alg(decay_problem):
+    spec = ade.registry().solver("DP5")
+    assert ade.solve(decay_problem, spec).alg is spec
+
+
+def test_stiffness_detection_can_be_turned_off():
+    prob = ade.ODEProblem(lambda u, p, t: -1000.0 * u, [1.0], (0.0, 10.0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ade.solve(prob, "DP5", stiffness_detection=False)
+    assert not any(isinstance(w.message, ade.StiffnessWarning) for w in caught)
+    with pytest.warns(ade.StiffnessWarning):
+        ade.solve(prob, "DP5")
