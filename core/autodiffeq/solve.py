@@ -332,11 +332,11 @@ def _check_tolerances(rtol: Any, atol: Any) -> tuple[float, float]:
 def _tolerance_on_backend(
     value: Any, scalar: float, name: str, shape: tuple[int, ...], be: Backend, dtype: Any, n: int
 ) -> Any:
-    if _is_real(value):
-        return float(value)
+    if _is_real(value) or np.ndim(value) == 0:
+        # a 0-d array of the state's dtype: cheaper than a Python float in array arithmetic
+        # and never promotes a float32 state
+        return be.asarray(np.asarray(float(value)), dtype=dtype)
     arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim == 0:
-        return float(arr)
     try:
         arr = np.broadcast_to(arr, shape)
     except ValueError:

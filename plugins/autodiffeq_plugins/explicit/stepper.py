@@ -93,16 +93,26 @@ class ExplicitRKStepper(Stepper):
             else np.zeros((1, s))
         )
         M = np.vstack(rows)
+        # Augmented layout: row 0 of the stage buffer holds u and column 0 of the coefficient
+        # matrix its weight (1 for stage and solution rows, 0 for the error row), so each
+        # stage state u + dt * A[i, :i] @ K[:i] is a single product.
+        M_aug = np.zeros((s + 2, s + 1))
+        M_aug[:, 1:] = M
+        M_aug[: s + 1, 0] = 1.0
         self._M = backend.asarray(M, dtype=dtype)
-        self._dtM = xp.asarray(self._M, copy=True)
-        self._rows = [self._dtM[i, :i] for i in range(s)]
-        self._b_row = self._dtM[s, :]
+        self._dtM_aug = backend.asarray(M_aug, dtype=dtype)
+        self._dtM_aug = xp.asarray(self._dtM_aug, copy=True)
+        self._dtM = self._dtM_aug[:, 1:]  # the scaled coefficients, rescaled in place per step
+        self._rows = [self._dtM_aug[i, : i + 1] for i in range(s)]
+        self._b_row = self._dtM_aug[s, : s + 1]
         self._e_row = self._dtM[s + 1, :]
         self.n_interp = tab.n_interp_stages
-        self.K = xp.zeros((self.n_interp, n), dtype=dtype)
-        self._Kp = [self.K[:i, ...] for i in range(s + 1)]
+        self._Kaug = xp.zeros((self.n_interp + 1, n), dtype=dtype)
+        self.K = self._Kaug[1:, ...]
+        self._Kp = [self._Kaug[: i + 1, ...] for i in range(s + 1)]
         self._Ks = self.K[:s, ...]
-        self._be_rows = self._dtM[s : s + 2, :]
+        self._Ks_aug = self._Kaug[: s + 1, ...]
+        self._be_rows = self._dtM_aug[s : s + 2, : s + 1]
         self._stages = [
             ((i, Ellipsis), self._rows[i], self._Kp[i], self.c[i]) for i in range(1, s)
         ]
@@ -137,6 +147,7 @@ class ExplicitRKStepper(Stepper):
         dtM = self._dtM
         dtM[...] = self._M
         dtM *= dt
+        self._Kaug[0, ...] = u
         fp = self.rhs.fp
         p = self.rhs.p
         dot = self._dot
@@ -147,18 +158,18 @@ class ExplicitRKStepper(Stepper):
         for index, row, Kpart, ci in self._stages:
             if check and index[0] == last:
                 y_prev = y
-            y = u + dot(row, Kpart)
+            y = dot(row, Kpart)
             K[index] = fp(y, p, t + ci * dt)
         self.nf += self.s - 1
         if self.fsal:
             u_new = y
             err = dot(self._e_row, self._Ks) if self.adaptive else None
         elif self.adaptive:
-            update = dot(self._be_rows, self._Ks)
-            u_new = u + update[0, ...]
+            update = dot(self._be_rows, self._Ks_aug)
+            u_new = update[0, ...]
             err = update[1, ...]
         else:
-            u_new = u + dot(self._b_row, self._Ks)
+            u_new = dot(self._b_row, self._Ks_aug)
             err = None
         if check:
             self._y_prev = (y_prev, y)
