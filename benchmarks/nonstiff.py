@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import autodiffeq as ade
 import numpy as np
 from _common import format_table, interp_time, plot_work_precision, time_call, write_csv
 from scipy.integrate import solve_ivp
+
+import autodiffeq as ade
 
 ADE_METHODS = ("Tsit5", "Vern7", "DP5")
 SCIPY_METHODS = ("RK45", "DOP853", "LSODA")

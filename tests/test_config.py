@@ -7,9 +7,10 @@ import subprocess
 import sys
 import threading
 
-import autodiffeq as ade
 import numpy as np
 import pytest
+
+import autodiffeq as ade
 
 
 @pytest.fixture(autouse=True)

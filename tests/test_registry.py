@@ -8,9 +8,10 @@ import sys
 import types
 import warnings
 
-import autodiffeq as ade
 import numpy as np
 import pytest
+
+import autodiffeq as ade
 
 registry_module = importlib.import_module("autodiffeq.registry")
 

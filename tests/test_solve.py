@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import warnings
 
-import autodiffeq as ade
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
+
+import autodiffeq as ade
 
 from .conftest import lotka_volterra
 

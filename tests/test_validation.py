@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import autodiffeq as ade
 import numpy as np
 import pytest
+
+import autodiffeq as ade
 
 
 def f(u, p, t):

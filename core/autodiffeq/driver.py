@@ -145,100 +145,102 @@ def integrate(
     naccept = 0
     nreject = 0
     retcode = "Success"
-    while True:
-        remaining = next_stop - t
-        dt_try = dt
-        if tdir * (dt_try - remaining) >= -(1e-9 * abs(dt_try) + 8 * _EPS * abs(t)):
-            dt_try = remaining
-            t_new = next_stop
-            hit_stop = True
-        else:
-            t_new = t + dt_try
-            hit_stop = False
-
-        u_new, err = stepper.step(t, u, dt_try)
-
-        if adaptive:
-            au_new = xp.abs(u_new)
-            sc = xp.maximum(au, au_new)
-            sc = sc * rtol + atol
-            e = err / sc
-            eest = math.sqrt(float(dot(e, e)) / n)
-            if not eest <= 1.0:
-                nreject += 1
-                if eest != eest or eest == math.inf:
-                    dt = dt_try * qmin
-                    nonfinite = True
-                else:
-                    dt = dt_try / min(inv_qmin, eest**beta1 / safety)
-                    nonfinite = False
-                if abs(dt) < max(dtmin, 4 * _EPS * abs(t)):
-                    retcode = "Unstable" if nonfinite else "DtLessThanMin"
-                    break
-                if naccept + nreject >= maxiters:
-                    retcode = "MaxIters"
-                    break
-                continue
-            if eest == 0.0:
-                q = inv_qmax
+    try:
+        while True:
+            remaining = next_stop - t
+            dt_try = dt
+            if tdir * (dt_try - remaining) >= -(1e-9 * abs(dt_try) + 8 * _EPS * abs(t)):
+                dt_try = remaining
+                t_new = next_stop
+                hit_stop = True
             else:
-                q = eest**beta1 / qold**beta2 / safety
-                q = inv_qmax if q < inv_qmax else (inv_qmin if q > inv_qmin else q)
-            dt_next = dt_try / q
-            if hit_stop and abs(dt_next) < abs(dt):
+                t_new = t + dt_try
+                hit_stop = False
+
+            u_new, err = stepper.step(t, u, dt_try)
+
+            if adaptive:
+                au_new = xp.abs(u_new)
+                sc = xp.maximum(au, au_new)
+                sc = sc * rtol + atol
+                e = err / sc
+                eest = math.sqrt(float(dot(e, e)) / n)
+                if not eest <= 1.0:
+                    nreject += 1
+                    if eest != eest or eest == math.inf:
+                        dt = dt_try * qmin
+                        nonfinite = True
+                    else:
+                        dt = dt_try / min(inv_qmin, eest**beta1 / safety)
+                        nonfinite = False
+                    if abs(dt) < max(dtmin, 4 * _EPS * abs(t)):
+                        retcode = "Unstable" if nonfinite else "DtLessThanMin"
+                        break
+                    if naccept + nreject >= maxiters:
+                        retcode = "MaxIters"
+                        break
+                    continue
+                if eest == 0.0:
+                    q = inv_qmax
+                else:
+                    q = eest**beta1 / qold**beta2 / safety
+                    q = inv_qmax if q < inv_qmax else (inv_qmin if q > inv_qmin else q)
+                dt_next = dt_try / q
+                if hit_stop and abs(dt_next) < abs(dt):
+                    dt_next = dt
+                qold = eest if eest > qoldinit else qoldinit
+                au = au_new
+            else:
+                if not bool(xp.all(xp.isfinite(u_new))):
+                    nreject += 1
+                    retcode = "Unstable"
+                    break
                 dt_next = dt
-            qold = eest if eest > qoldinit else qoldinit
-            au = au_new
-        else:
-            if not bool(xp.all(xp.isfinite(u_new))):
-                nreject += 1
-                retcode = "Unstable"
+
+            naccept += 1
+            stepper.accept(t_new, u_new)
+
+            if saveat is not None:
+                if isave < nsave and tdir * (saveat[isave] - t_new) <= 0:
+                    isave = _save_in_step(
+                        stepper, xp, saveat, isave, nsave, tdir, t, dt_try, t_new, u, u_new,
+                        save_t, save_u,
+                    )
+            elif save_everystep:
+                save_t.append(t_new)
+                save_u.append(u_new)
+            if dense:
+                dense_t.append(t_new)
+                dense_u.append(u_new)
+                dense_data.append(stepper.dense_data())
+
+            t = t_new
+            u = u_new
+            if stepper.stiffness is not None and not stiffness_reported:
+                stiffness_reported = True
+                if on_stiffness is not None:
+                    on_stiffness(stepper.stiffness, t)
+            if bar is not None and (naccept & 63) == 0:
+                bar.update(abs(t - t0) - bar.n)
+            if hit_stop:
+                if t == t1:
+                    break
+                istop += 1
+                next_stop = stops[istop]
+            dt = dt_next if abs(dt_next) <= dtmax else tdir * dtmax
+            if adaptive and abs(dt) < max(dtmin, 4 * _EPS * abs(t)):
+                retcode = "DtLessThanMin"
                 break
-            dt_next = dt
-
-        naccept += 1
-        stepper.accept(t_new, u_new)
-
-        if saveat is not None:
-            if isave < nsave and tdir * (saveat[isave] - t_new) <= 0:
-                isave = _save_in_step(
-                    stepper, xp, saveat, isave, nsave, tdir, t, dt_try, t_new, u, u_new,
-                    save_t, save_u,
-                )
-        elif save_everystep:
-            save_t.append(t_new)
-            save_u.append(u_new)
-        if dense:
-            dense_t.append(t_new)
-            dense_u.append(u_new)
-            dense_data.append(stepper.dense_data())
-
-        t = t_new
-        u = u_new
-        if stepper.stiffness is not None and not stiffness_reported:
-            stiffness_reported = True
-            if on_stiffness is not None:
-                on_stiffness(stepper.stiffness, t)
-        if bar is not None and (naccept & 63) == 0:
+            if naccept + nreject >= maxiters:
+                retcode = "MaxIters"
+                break
+    finally:
+        if bar is not None:
             bar.update(abs(t - t0) - bar.n)
-        if hit_stop:
-            if t == t1:
-                break
-            istop += 1
-            next_stop = stops[istop]
-        dt = dt_next if abs(dt_next) <= dtmax else tdir * dtmax
-        if adaptive and abs(dt) < max(dtmin, 4 * _EPS * abs(t)):
-            retcode = "DtLessThanMin"
-            break
-        if naccept + nreject >= maxiters:
-            retcode = "MaxIters"
-            break
+            bar.close()
 
     if retcode == "Success" and not bool(xp.all(xp.isfinite(u))):
         retcode = "Unstable"
-    if bar is not None:
-        bar.update(abs(t - t0) - bar.n)
-        bar.close()
     return IntegrationResult(
         t=save_t,
         u=save_u,
@@ -303,5 +305,5 @@ def _progress_bar(t0: float, t1: float) -> Any:
         total=abs(t1 - t0),
         desc=f"solve t in [{t0:g}, {t1:g}]",
         unit="t",
-        bar_format="{l_bar}{bar}| {n:.3g}/{total:.3g} [{elapsed}<{remaining}]",
+        bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]",
     )

@@ -6,6 +6,7 @@ from typing import Any
 
 import array_api_strict as xp
 import numpy as np
+
 from autodiffeq.backend import Backend
 
 

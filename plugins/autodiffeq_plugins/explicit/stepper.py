@@ -24,6 +24,7 @@ import math
 from typing import Any
 
 import numpy as np
+
 from autodiffeq.backend import Backend
 from autodiffeq.stepper import RHS, Stepper
 

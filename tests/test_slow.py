@@ -1,0 +1,65 @@
+"""Long cases, run in the separate slow job (``pytest -m slow``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import autodiffeq as ade
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _kepler(u, p, t):
+    r3 = (u[0] ** 2 + u[1] ** 2) ** 1.5
+    return np.array([u[2], u[3], -u[0] / r3, -u[1] / r3])
+
+
+def _kepler_exact(t, e):
+    """Position of the two-body orbit with eccentricity e starting at pericentre (mu = 1,
+    semi-major axis 1): solve Kepler's equation M = E - e sin E by Newton's method."""
+    E = t
+    for _ in range(50):
+        E = E - (E - e * np.sin(E) - t) / (1 - e * np.cos(E))
+    return np.array([np.cos(E) - e, np.sqrt(1 - e * e) * np.sin(E)])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("alg", ["Tsit5", "Vern7", "DP5"])
+def test_kepler_orbit_twenty_periods(alg):
+    e = 0.6
+    u0 = np.array([1 - e, 0.0, 0.0, np.sqrt((1 + e) / (1 - e))])
+    t1 = 20 * 2 * np.pi
+    prob = ade.ODEProblem(_kepler, u0, (0.0, t1))
+    sol = ade.solve(prob, alg, rtol=1e-11, atol=1e-13, saveat=np.linspace(0, t1, 41))
+    exact = np.array([_kepler_exact(t, e) for t in sol.t])
+    assert np.max(np.abs(sol.u[:, :2] - exact)) < 1e-6
+    energy = 0.5 * (sol.u[:, 2] ** 2 + sol.u[:, 3] ** 2) - 1 / np.hypot(sol.u[:, 0], sol.u[:, 1])
+    assert np.max(np.abs(energy + 0.5)) < 1e-8
+
+
+@pytest.mark.slow
+def test_nonstiff_benchmark_quick_run(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "nonstiff.py"), "--quick", "--out",
+         str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Speedup at target error" in out.stdout
+    assert (tmp_path / "work_precision_lotka_volterra.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_main_example_runs(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "lotka_volterra.py"), "--out",
+         str(tmp_path / "lv.png")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "lv.png").stat().st_size > 10_000
