@@ -166,3 +166,27 @@ def test_unsupported_float16():
     prob = ade.ODEProblem(f, np.ones(2, np.float16), (0.0, 1.0))
     with pytest.raises(ade.InvalidType, match="float16"):
         ade.solve(prob)
+
+
+def test_mismatched_tolerance_shapes(decay_problem):
+    with pytest.raises(ade.ShapeMismatch, match="do not broadcast"):
+        ade.solve(decay_problem, rtol=np.ones(3) * 1e-3, atol=np.ones(2) * 1e-6)
+
+
+def test_nf_counts_every_call_for_array_states():
+    calls = []
+
+    def f(u, p, t):
+        calls.append(t)
+        return -u
+
+    prob = ade.ODEProblem(f, np.ones((2, 2)), (0.0, 1.0))
+    sol = ade.solve(prob, "Tsit5")
+    assert sol.stats.nf == len(calls)
+
+
+def test_first_step_respects_dtmin():
+    prob = ade.ODEProblem(lambda u, p, t: -u, [1.0], (0.0, 10.0))
+    with pytest.warns(ade.SolverWarning, match="DtLessThanMin"):
+        sol = ade.solve(prob, "Tsit5", dtmin=0.5, dt=0.01)  # then asks for less than 0.5
+    assert sol.t[1] - sol.t[0] >= 0.5 - 1e-12

@@ -34,8 +34,8 @@ class Backend:
     # ---------------------------------------------------------------- arrays
     @staticmethod
     def dot(a: Any, b: Any) -> Any:
-        """``a @ b`` for a 1-D ``a`` (stage sums, squared norms); backends may override it
-        with a faster kernel for small operands."""
+        """``a @ b`` for the coefficient rows or blocks ``a`` (1-D or 2-D) of stage sums and
+        for squared norms; backends may override it with a faster kernel for small operands."""
         return a @ b
 
     def is_native(self, x: Any) -> bool:

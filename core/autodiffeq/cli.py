@@ -88,10 +88,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # failures are listed in the output instead
             cat = _catalogue(reg)
-        if args.json:
-            json.dump(cat, sys.stdout, indent=2)
-            sys.stdout.write("\n")
-        else:
-            _print_text(cat)
+        try:
+            if args.json:
+                json.dump(cat, sys.stdout, indent=2)
+                sys.stdout.write("\n")
+            else:
+                _print_text(cat)
+            sys.stdout.flush()
+        except BrokenPipeError:  # output piped into `head` and the like
+            sys.stderr.close()
+            return 0
         return 1 if (args.strict and cat["failed"]) else 0
     return 2

@@ -88,13 +88,14 @@ def integrate(
     stepper.init(t0, u0, f0)
 
     if opts.dt is not None:
-        dt = tdir * min(abs(opts.dt), dtmax)
+        dt = tdir * min(max(abs(opts.dt), opts.dtmin), dtmax)
     else:
         order = stepper.order if stepper.error_order is None else min(
             stepper.order, stepper.error_order + 1
         )
-        dt = tdir * initial_step(
-            stepper.rhs.f, xp, t0, u0, f0, tdir, order, rtol, atol, span, dtmax
+        dt = tdir * max(
+            opts.dtmin,
+            initial_step(stepper.rhs.f, xp, t0, u0, f0, tdir, order, rtol, atol, span, dtmax),
         )
         stepper.nf += 1
 

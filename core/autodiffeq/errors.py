@@ -40,8 +40,9 @@ class UnknownName(AutodiffeqError, KeyError):
                 close = [lowered[str(name).lower()]]
         hint = f" Did you mean {close[0]!r}?" if close else ""
         listing = ", ".join(known) if known else "(none registered)"
+        plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
         self.kind, self.name, self.known, self.closest = kind, name, known, close[:1]
-        super().__init__(f"unknown {kind} {name!r}.{hint} Registered {kind}s: {listing}.")
+        super().__init__(f"unknown {kind} {name!r}.{hint} Registered {plural}: {listing}.")
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0])

@@ -122,8 +122,10 @@ class Registry:
     def register_plugin(self, plugin: Any, name: str | None = None) -> str:
         """Register a plugin (a module or object with ``@hookimpl`` functions).
 
-        Returns the plugin's name. Its specs are collected the next time the catalogue is
-        read; a duplicate name raises :class:`DuplicateName` then.
+        ``name`` defaults to pluggy's choice (a module's full name, an object's id). Returns
+        the plugin's name. Its specs are collected the next time the catalogue is read; a spec
+        name already taken is then refused: :class:`DuplicateName` in a strict registry, a
+        :class:`PluginLoadWarning` (and the later plugin's specs skipped) otherwise.
         """
         with self._lock:
             plugin_name = self._pm.register(plugin, name=name)

@@ -154,8 +154,6 @@ def solve(
 
     f0, convert = _first_call(prob, u0_flat, shape, be, dtype, t0)
     rhs = RHS(prob.f, prob.p, shape, dtype, be, prob, convert_output=convert)
-    if convert or len(shape) != 1:
-        f0 = rhs.f(u0_flat, t0)
 
     try:
         stepper = spec.factory(rhs, be, **alg_options)
@@ -324,7 +322,14 @@ def _check_tolerances(rtol: Any, atol: Any) -> tuple[float, float]:
     a = _tolerance_scalar(atol, "atol")
     if r == 0 and a == 0:
         raise InvalidArgument("rtol and atol are both zero: at least one must be positive")
-    if np.any(np.asarray(rtol, dtype=float) + np.asarray(atol, dtype=float) == 0):
+    try:
+        both = np.asarray(rtol, dtype=float) + np.asarray(atol, dtype=float)
+    except ValueError:
+        raise ShapeMismatch(
+            f"rtol (shape {np.shape(rtol)}) and atol (shape {np.shape(atol)}) do not broadcast "
+            "together"
+        ) from None
+    if np.any(both == 0):
         raise InvalidArgument("rtol and atol are both zero for some component")
     return r, a
 

@@ -26,6 +26,11 @@ def selected_backends() -> list[str] | None:
     return _selected_backends
 
 
+def strict_plugins() -> bool:
+    """Whether ``--autodiffeq-strict-plugins`` was given."""
+    return _strict_plugins
+
+
 def pytest_addoption(parser: Any) -> None:
     group = parser.getgroup("autodiffeq", "autodiffeq conformance kit")
     group.addoption(

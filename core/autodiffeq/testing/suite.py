@@ -133,9 +133,11 @@ def conformance_suite(
     """
     import pytest
 
-    from .pytest_plugin import selected_backends
+    from .pytest_plugin import selected_backends, strict_plugins
 
     reg = registry() if callable(registry) else registry
+    if reg is None and strict_plugins():
+        reg = Registry(entry_points=True, strict=True)
     if backends is None:
         backends = selected_backends()
     cases = conformance_cases(reg, plugin=plugin, solvers=solvers, backends=backends,

@@ -1,0 +1,3 @@
+from autodiffeq.testing import conformance_suite
+
+test_conformance = conformance_suite(plugin="example_heun")
