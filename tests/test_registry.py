@@ -205,3 +205,16 @@ def test_registry_thread_safe_building():
     for t in threads:
         t.join()
     assert len(set(results)) == 1 and results[0] >= 9
+
+
+def test_backend_instances_follow_plugin_changes():
+    reg = ade.Registry(entry_points=False)
+    reg.register_plugin(_numpy_backend_plugin(), name="np")
+    first = reg.get_backend("numpy")
+    reg.unregister_plugin("np")
+    with pytest.raises(ade.UnknownName):
+        reg.get_backend("numpy")
+    with pytest.raises(ade.UnknownName):
+        reg.unregister_plugin("np")
+    reg.register_plugin(_numpy_backend_plugin(), name="np")
+    assert reg.get_backend("numpy") is not first

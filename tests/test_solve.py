@@ -212,3 +212,39 @@ def test_stiffness_detection_can_be_turned_off():
     assert not any(isinstance(w.message, ade.StiffnessWarning) for w in caught)
     with pytest.warns(ade.StiffnessWarning):
         ade.solve(prob, "DP5")
+
+
+@pytest.mark.parametrize("t0", [0.0, 1.7e9])
+def test_step_uses_the_time_actually_advanced(t0):
+    # u' = 1 is integrated exactly by every RK method: no drift from rounding of t + dt
+    prob = ade.ODEProblem(lambda u, p, t: np.ones_like(u), [0.0], (t0, t0 + 10.0))
+    sol = ade.solve(prob, "Tsit5", dtmax=1e-3)
+    assert sol.success and abs(sol.u[-1, 0] - 10.0) < 1e-9
+
+
+def test_failing_start_at_t_zero_does_not_spin():
+    prob = ade.ODEProblem(lambda u, p, t: -u / np.sqrt(t), [1.0], (0.0, 1.0))
+    with pytest.warns(ade.SolverWarning), np.errstate(all="ignore"):
+        sol = ade.solve(prob, "Tsit5")
+    assert sol.retcode in {"Unstable", "DtLessThanMin"} and sol.stats.nsteps < 1000
+
+
+def test_zero_atol_with_a_component_that_stays_zero():
+    prob = ade.ODEProblem(lambda u, p, t: np.array([u[1], -u[0], 0.0 * u[2]]), [1.0, 0.0, 0.0],
+                          (0.0, 1.0))
+    sol = ade.solve(prob, "Tsit5", rtol=1e-6, atol=0.0)
+    assert sol.success
+    np.testing.assert_allclose(sol.u[-1], [np.cos(1.0), -np.sin(1.0), 0.0], atol=1e-5)
+
+
+def test_too_tight_rtol_for_float32_warns():
+    prob = ade.ODEProblem(lambda u, p, t: -u, np.ones(2, np.float32), (0.0, 1.0))
+    with pytest.warns(ade.SolverWarning, match="below what float32 can resolve"):
+        sol = ade.solve(prob, "Vern7", rtol=1e-12)
+    np.testing.assert_allclose(sol.u[-1], np.exp(-1.0), rtol=1e-5)
+
+
+def test_fixed_steps_do_not_drift():
+    prob = ade.ODEProblem(lambda u, p, t: -u, [1.0], (0.0, 3e4))
+    sol = ade.solve(prob, "Euler", dt=0.3, adaptive=False, saveat=[3e4], dense=False)
+    assert sol.stats.naccept == 100_000

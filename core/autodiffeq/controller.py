@@ -60,6 +60,7 @@ def initial_step(
     Uses one extra evaluation of ``f``. ``order`` is the order of the method.
     """
     n = u0.shape[0]
+    f0 = xp.asarray(f0, copy=True)  # f may reuse its output buffer
     sc = atol + xp.abs(u0) * rtol
     d0 = rms_norm(xp, u0 / sc, n)
     d1 = rms_norm(xp, f0 / sc, n)

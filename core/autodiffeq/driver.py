@@ -88,7 +88,7 @@ def integrate(
     stepper.init(t0, u0, f0)
 
     if opts.dt is not None:
-        dt = tdir * min(max(abs(opts.dt), opts.dtmin), dtmax)
+        dt = tdir * min(max(abs(opts.dt), opts.dtmin if adaptive else 0.0), dtmax)
     else:
         order = stepper.order if stepper.error_order is None else min(
             stepper.order, stepper.error_order + 1
@@ -146,17 +146,22 @@ def integrate(
     naccept = 0
     nreject = 0
     retcode = "Success"
+    # smallest |dt| the time variable can resolve anywhere on the span (never 0, even at t=0)
+    dt_floor = 4 * _EPS * max(abs(t0), abs(t1))
+    # fixed steps land on anchor + k * dt (no drift from repeated addition)
+    anchor = t0
+    k_fixed = 0
     try:
         while True:
             remaining = next_stop - t
             dt_try = dt
             if tdir * (dt_try - remaining) >= -(1e-9 * abs(dt_try) + 8 * _EPS * abs(t)):
-                dt_try = remaining
                 t_new = next_stop
                 hit_stop = True
             else:
-                t_new = t + dt_try
+                t_new = t + dt_try if adaptive else anchor + (k_fixed + 1) * dt
                 hit_stop = False
+            dt_try = t_new - t  # the step actually taken, after rounding of t_new
 
             u_new, err = stepper.step(t, u, dt_try)
 
@@ -174,7 +179,7 @@ def integrate(
                     else:
                         dt = dt_try / min(inv_qmin, eest**beta1 / safety)
                         nonfinite = False
-                    if abs(dt) < max(dtmin, 4 * _EPS * abs(t)):
+                    if abs(dt) < max(dtmin, dt_floor, 4 * _EPS * abs(t)):
                         retcode = "Unstable" if nonfinite else "DtLessThanMin"
                         break
                     if naccept + nreject >= maxiters:
@@ -228,8 +233,12 @@ def integrate(
                     break
                 istop += 1
                 next_stop = stops[istop]
+                anchor = t
+                k_fixed = 0
+            else:
+                k_fixed += 1
             dt = dt_next if abs(dt_next) <= dtmax else tdir * dtmax
-            if adaptive and abs(dt) < max(dtmin, 4 * _EPS * abs(t)):
+            if adaptive and abs(dt) < max(dtmin, dt_floor, 4 * _EPS * abs(t)):
                 retcode = "DtLessThanMin"
                 break
             if naccept + nreject >= maxiters:

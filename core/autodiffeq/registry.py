@@ -134,13 +134,17 @@ class Registry:
             if plugin_name not in self._provenance:
                 self._provenance[plugin_name] = _distribution_of(plugin)
             self._catalogue = None
+            self._backend_instances.clear()
             return plugin_name
 
     def unregister_plugin(self, name: str) -> None:
         """Remove a plugin and everything it registered."""
         with self._lock:
+            if not self._pm.has_plugin(name):
+                raise UnknownName("plugin", name, [n for n, _ in self._pm.list_name_plugin()])
             self._pm.unregister(name=name)
             self._catalogue = None
+            self._backend_instances.clear()
 
     def register(self, spec: Any) -> None:
         """Register one spec directly (outside any plugin); duplicates raise at once."""
@@ -197,15 +201,12 @@ class Registry:
             if self._catalogue is not None:
                 return self._catalogue
             self._load_entry_points()
-            catalogue = {kind: {} for kind in _SPEC_TYPES}
+            catalogue = {kind: dict(self._direct[kind]) for kind in _SPEC_TYPES}
             self._register_failures = []
             for kind, hook_name in hookspecs.REGISTRATION_HOOKS.items():
                 hook = getattr(self._pm.hook, hook_name)
                 for impl in hook.get_hookimpls():  # registration order
                     self._collect(kind, impl, catalogue)
-            for kind, specs in self._direct.items():
-                for name, spec in specs.items():
-                    catalogue[kind].setdefault(name, spec)
             self._catalogue = catalogue
             return catalogue
 

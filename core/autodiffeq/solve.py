@@ -149,6 +149,18 @@ def solve(
     shape = prob.shape
     u0_flat, dtype = _initial_state(prob.u0, be)
     n = int(u0_flat.shape[0])
+    eps = float(np.finfo(be.host_dtype(dtype)).eps)
+    if rtol_s < 4 * eps:
+        warnings.warn(
+            f"rtol={rtol_s:g} is below what {be.host_dtype(dtype)} can resolve; using "
+            f"rtol={4 * eps:.3g} where it is smaller",
+            SolverWarning,
+            stacklevel=2,
+        )
+        rtol = np.maximum(np.asarray(rtol, dtype=np.float64), 4 * eps)
+    # atol = 0 is allowed; a component that stays exactly 0 must not give 0/0 in the norm
+    tiny = float(np.finfo(be.host_dtype(dtype)).tiny)
+    atol = np.maximum(np.asarray(atol, dtype=np.float64), tiny)
     rtol_b = _tolerance_on_backend(rtol, rtol_s, "rtol", shape, be, dtype, n)
     atol_b = _tolerance_on_backend(atol, atol_s, "atol", shape, be, dtype, n)
 
@@ -210,8 +222,8 @@ def solve(
         dense_output = DenseOutput(stepper, result.dense_t, result.dense_u, result.dense_data)
     if result.retcode != "Success":
         warnings.warn(
-            f"{spec.name}: solve stopped at t={result.t_final:.6g} of [{t0:g}, {t1:g}] with "
-            f"retcode {result.retcode!r} after {stats.nsteps} steps"
+            f"{spec.name}: solve stopped at t={result.t_final:.10g} of [{t0:.10g}, {t1:.10g}] "
+            f"with retcode {result.retcode!r} after {stats.nsteps} steps"
             + (" (the problem looks stiff)" if result.stiffness else ""),
             SolverWarning,
             stacklevel=2,
@@ -365,6 +377,10 @@ def _check_saveat(saveat: Any, t0: float, t1: float, tdir: float) -> np.ndarray 
             times[-1] = t1
         else:
             times = np.append(times, t1)
+        if not np.all(tdir * np.diff(times) > 0):
+            raise InvalidArgument(
+                f"saveat spacing {step:g} is below the resolution of the times near t0={t0:g}"
+            )
         return times
     try:
         times = np.asarray(saveat, dtype=np.float64)
