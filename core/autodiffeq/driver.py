@@ -93,10 +93,9 @@ def integrate(
         order = stepper.order if stepper.error_order is None else min(
             stepper.order, stepper.error_order + 1
         )
-        dt = tdir * max(
-            opts.dtmin,
-            initial_step(stepper.rhs.f, xp, t0, u0, f0, tdir, order, rtol, atol, span, dtmax),
-        )
+        with np.errstate(over="ignore"):  # huge scaled norms are handled as non-finite
+            h = initial_step(stepper.rhs.f, xp, t0, u0, f0, tdir, order, rtol, atol, span, dtmax)
+        dt = tdir * max(opts.dtmin, h)
         stepper.nf += 1
 
     if adaptive:
