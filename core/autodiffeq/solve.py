@@ -165,7 +165,7 @@ def solve(
     atol_b = _tolerance_on_backend(atol, atol_s, "atol", shape, be, dtype, n)
 
     f0, convert = _first_call(prob, u0_flat, shape, be, dtype, t0)
-    rhs = RHS(prob.f, prob.p, shape, dtype, be, prob, convert_output=convert)
+    rhs = RHS(prob.f, prob.p, shape, dtype, be, prob, convert_output=convert, registry=reg)
 
     try:
         stepper = spec.factory(rhs, be, **alg_options)

@@ -34,9 +34,13 @@ class RHS:
         n: number of state components; ``shape``: the user's state shape; ``dtype``: backend
             dtype of the state; ``backend``: the :class:`Backend`; ``p``: the parameters;
         problem: the user's problem (for Jacobians, mass matrices, ...).
+        registry: the :class:`~autodiffeq.Registry` the solve resolves names in, so composite
+            solvers can build their component steppers from registered specs.
     """
 
-    __slots__ = ("f", "fp", "n", "shape", "dtype", "backend", "p", "problem", "user_f")
+    __slots__ = (
+        "f", "fp", "n", "shape", "dtype", "backend", "p", "problem", "user_f", "registry"
+    )
 
     def __init__(
         self,
@@ -47,8 +51,10 @@ class RHS:
         backend: Backend,
         problem: Any = None,
         convert_output: bool = False,
+        registry: Any = None,
     ) -> None:
         self.user_f = user_f
+        self.registry = registry
         self.p = p
         self.shape = tuple(shape)
         self.n = 1
@@ -113,10 +119,16 @@ class Stepper:
             its own); ``stats``: extra counters (``njac``, ``nfactor``, ``nlinsolve``, ...).
         stiffness: set by steppers that detect stiffness to a short description when they do;
             the driver then warns once, naming the registered stiff solvers.
+        eigen_estimate: where the stepper has one, an estimate of the spectral radius of
+            ``df/du`` at the last accepted step (used by stiffness-switching composites).
+        stability_boundary: for explicit methods, the limit of ``|dt * lambda|`` on the
+            negative real axis (``None`` where it does not apply).
     """
 
     order: int = 1
     error_order: int | None = None
+    eigen_estimate: float | None = None
+    stability_boundary: float | None = None
 
     def __init__(self, rhs: RHS, backend: Backend, **options: Any) -> None:
         if options:

@@ -35,7 +35,7 @@ def tableau_solver_spec(tableau: ButcherTableau, **fields: Any) -> ade.SolverSpe
     dense_order = tableau.dense_order
     if dense_order is None:
         dense_order = min(tableau.order, 3)
-    options = ("stiffness_detection",)
+    options = ("stiffness_detection", "stiffness_check_every")
     values: dict[str, Any] = {
         "name": tableau.name,
         "factory": functools.partial(_make_stepper, tableau),

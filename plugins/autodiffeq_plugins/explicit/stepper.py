@@ -58,8 +58,10 @@ class ExplicitRKStepper(Stepper):
     """Explicit Runge–Kutta method given by a Butcher tableau (any backend).
 
     Options:
-        stiffness_detection: check every ``stiffness_check_every`` accepted steps whether
-            the step size is bounded by stability (FSAL methods with a stability boundary).
+        stiffness_detection: check every ``stiffness_check_every`` accepted steps (default 16)
+            whether the step size is bounded by stability (FSAL methods with a stability
+            boundary); ``stiffness_ratio`` holds the last estimate of ``|dt| * |lambda|``
+            relative to 90% of the boundary (above 1: the step is stability-bound).
     """
 
     CHECK_EVERY = 16
@@ -72,6 +74,7 @@ class ExplicitRKStepper(Stepper):
         backend: Backend,
         *,
         stiffness_detection: bool = True,
+        stiffness_check_every: int = 16,
     ) -> None:
         super().__init__(rhs, backend)
         xp = backend.xp
@@ -127,12 +130,16 @@ class ExplicitRKStepper(Stepper):
             self._extra_c = [float(x) for x in tab.extra.c]
             self._extra_A = backend.asarray(np.asarray(tab.extra.A, dtype=np.float64), dtype=dtype)
         boundary = tab.stability_boundary
+        self.stability_boundary = boundary
         self._detect = bool(stiffness_detection and self.fsal and boundary and self.adaptive)
         # stability-limited steps hover just inside the boundary (PI control keeps them
         # there), so the test uses 90% of it, as Hairer's DOPRI5 uses 3.25 of 3.3
         self._boundary = 0.9 * boundary if boundary else 0.0
+        self.CHECK_EVERY = max(1, int(stiffness_check_every))
         self._since_check = 0
         self._stiff_hits = 0
+        #: |dt| * |lambda| estimate over the (90%) stability boundary at the last check
+        self.stiffness_ratio: float | None = None
         self._y_prev = None
         self._dt_last = 0.0
 
@@ -153,7 +160,7 @@ class ExplicitRKStepper(Stepper):
         p = self.rhs.p
         dot = self._dot
         y = u
-        check = self._detect and self._since_check >= self.CHECK_EVERY
+        check = self._detect and self._since_check >= self.CHECK_EVERY - 1
         y_prev = None
         last = self.s - 1
         for index, row, Kpart, ci in self._stages:
@@ -185,10 +192,11 @@ class ExplicitRKStepper(Stepper):
             self.nf += 1
         self._shift = True
         if self._detect:
-            self._since_check += 1
             if self._y_prev is not None:
                 self._since_check = 0
                 self._check_stiffness()
+            else:
+                self._since_check += 1
 
     def _check_stiffness(self) -> None:
         """Hairer's test on the last two stages (both at c = 1 for DP5/Tsit5-type pairs)."""
@@ -200,7 +208,9 @@ class ExplicitRKStepper(Stepper):
         num = float(dk @ dk)
         den = float(dy @ dy)
         if den > 0 and math.isfinite(num):
-            ratio = abs(self._dt_last) * math.sqrt(num / den)
+            self.eigen_estimate = math.sqrt(num / den)
+            ratio = abs(self._dt_last) * self.eigen_estimate
+            self.stiffness_ratio = ratio / self._boundary
             if ratio > self._boundary:
                 self._stiff_hits += 1
                 if self._stiff_hits >= self.STIFF_HITS and self.stiffness is None:
