@@ -145,8 +145,9 @@ def integrate(
     naccept = 0
     nreject = 0
     retcode = "Success"
-    # smallest |dt| the time variable can resolve anywhere on the span (never 0, even at t=0)
-    dt_floor = 4 * _EPS * max(abs(t0), abs(t1))
+    # |dt| below which a step is hopeless: what t can resolve where it is (4 eps |t|), and
+    # never below a tiny fraction of the span (so a failing start at t = 0 cannot spin)
+    dt_floor = 1e-12 * _EPS * span
     # fixed steps land on anchor + k * dt (no drift from repeated addition)
     anchor = t0
     k_fixed = 0

@@ -1,0 +1,83 @@
+"""Stiffness switching: AutoTsit5Rodas5P switches to the stiff method when the problem becomes
+stiff and back when it stops being stiff, with accuracy checked against SciPy's Radau."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+import autodiffeq as ade
+from autodiffeq.testing import conformance_suite
+
+test_autoswitch_conformance = conformance_suite(plugin="autoswitch")
+
+
+def _switch_log(monkeypatch):
+    from autodiffeq_plugins.autoswitch import stepper
+
+    log = []
+    original = stepper.AutoSwitchStepper._switch
+
+    def spy(self, to, t, u):
+        log.append((t, to))
+        return original(self, to, t, u)
+
+    monkeypatch.setattr(stepper.AutoSwitchStepper, "_switch", spy)
+    return log
+
+
+def _vdp(u, p, t):
+    return np.array([u[1], p * (1 - u[0] ** 2) * u[1] - u[0]])
+
+
+def test_van_der_pol_stiff_is_solved_accurately(monkeypatch):
+    log = _switch_log(monkeypatch)
+    prob = ade.ODEProblem(_vdp, [2.0, 0.0], (0.0, 3000.0), 1000.0)
+    sol = ade.solve(prob, "AutoTsit5Rodas5P", rtol=1e-7, atol=1e-9, saveat=[1000.0, 3000.0])
+    ref = solve_ivp(lambda t, u: _vdp(u, 1000.0, t), (0, 3000), [2.0, 0.0], method="Radau",
+                    rtol=1e-11, atol=1e-13, t_eval=[1000.0, 3000.0]).y.T
+    assert sol.success
+    assert np.max(np.abs(sol.u[:, 0] - ref[:, 0])) < 1e-4
+    assert log and log[0][1] == 1  # switched to the stiff component
+
+
+def test_switches_both_ways_and_stays_accurate(monkeypatch):
+    """u' = -lambda(t) (u - cos t) - sin t has the solution u = cos t for u(0) = 1; it is stiff
+    while lambda = 1e5 (t < 5) and non-stiff afterwards (lambda = 0.5)."""
+    log = _switch_log(monkeypatch)
+
+    def f(u, p, t):
+        lam = 1e5 if t < 5.0 else 0.5
+        return -lam * (u - np.cos(t)) - np.sin(t)
+
+    prob = ade.ODEProblem(f, np.array([1.0]), (0.0, 20.0))
+    sol = ade.solve(prob, "AutoTsit5Rodas5P", rtol=1e-6, atol=1e-8, tstops=[5.0])
+    assert sol.success
+    times = np.linspace(0.0, 20.0, 81)
+    assert np.max(np.abs(sol(times)[:, 0] - np.cos(times))) < 1e-4
+    directions = [to for _, to in log]
+    assert 1 in directions and 0 in directions
+    assert directions.index(1) < len(directions) - 1 - directions[::-1].index(0)
+
+
+def test_mass_matrix_problems_start_stiff():
+    M = np.diag([1.0, 0.0])
+
+    def f(u, p, t):  # u0' = -u0 + u1, 0 = u1 - 2 u0   ->  u0' = u0
+        return np.array([-u[0] + u[1], u[1] - 2 * u[0]])
+
+    prob = ade.ODEProblem(f, np.array([1.0, 2.0]), (0.0, 1.0), mass_matrix=M)
+    sol = ade.solve(prob, "AutoTsit5Rodas5P", rtol=1e-8, atol=1e-10)
+    assert sol.success and abs(sol.u[-1, 0] - np.e) < 1e-6
+
+
+def test_missing_component_is_an_unsupported_combination():
+    from autodiffeq_plugins import autoswitch, explicit, numpy_backend
+
+    reg = ade.Registry(entry_points=False)
+    for plugin in (numpy_backend, explicit, autoswitch):
+        reg.register_plugin(plugin)
+    prob = ade.ODEProblem(lambda u, p, t: -u, [1.0], (0.0, 1.0))
+    with pytest.raises(ade.UnsupportedCombination, match="Rodas5P"):
+        ade.solve(prob, "AutoTsit5Rodas5P", registry=reg)
