@@ -248,3 +248,12 @@ def test_fixed_steps_do_not_drift():
     prob = ade.ODEProblem(lambda u, p, t: -u, [1.0], (0.0, 3e4))
     sol = ade.solve(prob, "Euler", dt=0.3, adaptive=False, saveat=[3e4], dense=False)
     assert sol.stats.naccept == 100_000
+
+
+def test_failed_solve_with_saveat_keeps_the_last_state(decay_problem):
+    with pytest.warns(ade.SolverWarning, match="MaxIters"):
+        sol = ade.solve(decay_problem, "Tsit5", maxiters=3, rtol=1e-12, atol=1e-14,
+                        saveat=[1.0])
+    assert sol.retcode == "MaxIters" and len(sol.t) == 1 and 0 < sol.t[0] < 1.0
+    np.testing.assert_allclose(sol.u[-1], np.exp(-sol.t[-1]) * np.array([1.0, 2.0]),
+                               rtol=1e-9)

@@ -251,6 +251,10 @@ def integrate(
 
     if retcode == "Success" and not bool(xp.all(xp.isfinite(u))):
         retcode = "Unstable"
+    if retcode != "Success" and saveat is not None and (not save_t or save_t[-1] != t):
+        # keep where the solve got to, even between requested times
+        save_t.append(t)
+        save_u.append(u)
     return IntegrationResult(
         t=save_t,
         u=save_u,
