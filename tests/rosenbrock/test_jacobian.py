@@ -250,3 +250,20 @@ def test_f_returning_one_output_buffer(alg):
     b = ade.solve(ade.ODEProblem(rober, [1.0, 0.0, 0.0], (0.0, 100.0)), alg, **kwargs)
     assert a.stats.naccept == b.stats.naccept
     np.testing.assert_allclose(a.u, b.u, rtol=1e-13, atol=1e-16)
+
+
+def test_unused_jac_prototype_is_announced():
+    import warnings as _warnings
+
+    import numpy as _np
+    import scipy.sparse as _sp
+
+    import autodiffeq as _ade
+
+    prob = _ade.ODEProblem(lambda u, p, t: -u, _np.ones(3), (0.0, 1.0),
+                           jac_prototype=_sp.identity(3))
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        sol = _ade.solve(prob, "Rodas5P")
+    assert sol.success
+    assert any("jac_prototype" in str(w.message) for w in caught)

@@ -24,6 +24,7 @@ step (``P`` from the tableau). Only ``backend.xp`` and the backend's ``lu_factor
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from autodiffeq.backend import Backend
@@ -56,6 +57,13 @@ class RosenbrockStepper(Stepper):
         autonomous: bool = False,
     ) -> None:
         super().__init__(rhs, backend)
+        if getattr(rhs.problem, "jac_prototype", None) is not None:
+            warnings.warn(
+                f"{tableau.name}: ODEProblem(jac_prototype=...) is not used yet by the Rosenbrock "
+                "solvers; the Jacobian is formed and factored as a dense matrix",
+                UserWarning,
+                stacklevel=4,
+            )
         xp = backend.xp
         tab = tableau
         self.tableau = tab
