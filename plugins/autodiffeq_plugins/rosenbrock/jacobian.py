@@ -17,6 +17,7 @@ colour-compressed sparse differences) plug in here without touching the stepper.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +30,7 @@ from autodiffeq.stepper import RHS
 JAC_MODES = ("auto", "user", "fd", "fd_forward")
 
 
-class JacobianSource:
+class JacobianSource(abc.ABC):
     """``source(u, t, f0) -> (J, nf)``: the Jacobian at ``(u, t)`` as an ``(n, n)`` backend
     array and the number of right-hand-side evaluations it cost.
 
@@ -42,8 +43,9 @@ class JacobianSource:
     mode: str = ""
     constant: bool = False
 
+    @abc.abstractmethod
     def __call__(self, u: Any, t: float, f0: Any) -> tuple[Any, int]:
-        raise NotImplementedError
+        """The Jacobian at ``(u, t)`` (``f0 = f(u, t)``) and the ``f`` evaluations it cost."""
 
 
 class UserJacobian(JacobianSource):
