@@ -25,6 +25,13 @@ from .errors import (
 from .hookspecs import hookimpl, hookspec
 from .problems import ODEProblem
 from .registry import Compatibility, PluginLoadWarning, Registry, registry
+from .rhs_derivatives import DerivativeWarning, RHSDerivatives
+from .sensitivity import (
+    ForwardRecord,
+    GradientRequest,
+    SensitivityMethod,
+    sensitivity_method,
+)
 from .solution import Solution, Stats
 from .solve import SolverWarning, StiffnessWarning, solve
 from .specs import BackendSpec, EnsembleSpec, SensitivitySpec, SolverSpec
@@ -39,6 +46,9 @@ __all__ = [
     "BackendUnavailable",
     "Compatibility",
     "DenseOutputError",
+    "DerivativeWarning",
+    "ForwardRecord",
+    "GradientRequest",
     "DuplicateName",
     "EnsembleSpec",
     "InvalidArgument",
@@ -47,7 +57,9 @@ __all__ = [
     "PluginError",
     "PluginLoadWarning",
     "RHS",
+    "RHSDerivatives",
     "Registry",
+    "SensitivityMethod",
     "SensitivitySpec",
     "ShapeMismatch",
     "Solution",
@@ -63,6 +75,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "registry",
+    "sensitivity_method",
     "set_config",
     "solve",
 ]

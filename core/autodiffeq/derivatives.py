@@ -1,21 +1,30 @@
 """Derivatives of right-hand sides: Jacobians ``df/du`` and ``df/dt``.
 
-Shared by stiff solvers (W = M/(gamma dt) - J) and, later, sensitivity methods. Sources, in
-the order a caller normally tries them:
+Shared by stiff solvers (``W = M/(gamma dt) - J``) and sensitivity methods. Sources, in the
+order a caller normally tries them:
 
-1. the user's ``ODEProblem(jac=...)``;
-2. autograd (NumPy backend, ``f`` written with ``autograd.numpy``);
-3. finite differences — dense (one evaluation per column) or, given a sparsity pattern,
-   compressed by column colouring (Curtis, Powell & Reid 1974): columns that share no row are
-   perturbed together, so a banded or stencil Jacobian costs a handful of evaluations.
+1. the user's ``ODEProblem(jac=...)`` (and ``tgrad=...`` for ``df/dt``);
+2. autograd (NumPy backend, ``f`` written with ``autograd.numpy``): :func:`jacobian_autograd`;
+3. finite differences — dense (:func:`jacobian_fd_dense`, one evaluation per column) or, given
+   a sparsity pattern, compressed by column colouring (Curtis, Powell & Reid 1974, "On the
+   estimation of sparse Jacobian matrices"; Coleman & Moré 1983): columns that share no row
+   are perturbed together, so a banded or stencil Jacobian of any size costs a handful of
+   evaluations (:class:`SparsityPlan`, :func:`jacobian_fd_sparse`).
 
-Forward differences use the increment ``h_j = sqrt(eps) * max(|u_j|, typical)`` (Hairer &
-Wanner II, IV.8; Shampine & Reichelt 1997).
+Forward differences use the increment ``h_j = sqrt(eps) * max(|u_j|, typical_j)`` (Hairer &
+Wanner II, IV.8; Shampine & Reichelt 1997), error ``O(sqrt(eps))``. Second-order one-sided
+differences (``order=2``) use the nodes ``u, u + a_j e_j, u + b_j e_j`` with
+``a_j = eps**(1/3) max(|u_j|, typical_j)``, ``b_j ~ 2 a_j`` (spacings as represented)::
+
+    J[:, j] = -(a+b)/(a b) f(u) + b/(a (b-a)) f(u + a e_j) - a/(b (b-a)) f(u + b e_j)
+
+(the derivative at 0 of the quadratic through the three nodes), error ``O(eps**(2/3))``.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -24,82 +33,274 @@ import numpy as np
 FlatRHS = Callable[[Any, float], Any]
 
 
-def fd_increments(xp: Any, u: Any, dtype_eps: float, typical: float = 1.0) -> Any:
+def fd_increments(xp: Any, u: Any, dtype_eps: float, typical: Any = 1.0) -> Any:
     """Forward-difference increments ``sqrt(eps) * max(|u|, typical)`` (exactly
     representable: ``(u + h) - u``)."""
     h = math.sqrt(dtype_eps) * xp.maximum(xp.abs(u), xp.asarray(typical, dtype=u.dtype))
     return (u + h) - u
 
 
+def second_order_nodes(xp: Any, u: Any, dtype_eps: float, typical: Any = 1.0) -> tuple[
+    Any, Any, Any, Any, Any
+]:
+    """Spacings and weights of the one-sided second-order difference (module docstring).
+
+    Returns ``(a, b, ca, cb, c0)`` with ``J[:, j] ~ ca_j f(u + a_j e_j) - cb_j f(u + b_j e_j)
+    - c0_j f(u)``: ``ca = b / (a (b - a))``, ``cb = a / (b (b - a))``, ``c0 = ca - cb``.
+    """
+    step = dtype_eps ** (1.0 / 3.0) * xp.maximum(xp.abs(u), xp.asarray(typical, dtype=u.dtype))
+    a = (u + step) - u
+    b = (u + 2.0 * step) - u
+    ca = b / (a * (b - a))
+    cb = a / (b * (b - a))
+    return a, b, ca, cb, ca - cb
+
+
 def jacobian_fd_dense(f: FlatRHS, u: Any, t: float, f0: Any, xp: Any) -> tuple[Any, int]:
     """Dense forward-difference Jacobian; returns ``(J, number of f evaluations)``."""
     n = u.shape[0]
-    eps = float(np.finfo(np.dtype(str(u.dtype).split(".")[-1])).eps)
+    eps = float(xp.finfo(u.dtype).eps)
     h = fd_increments(xp, u, eps)
     cols = []
     eye = xp.eye(n, dtype=u.dtype)
     for j in range(n):
-        du = h[j] * eye[j, ...]
-        cols.append((f(u + du, t) - f0) / h[j])
+        cols.append((f(u + h[j] * eye[j, ...], t) - f0) / h[j])
     return xp.stack(cols, axis=1), n
+
+
+def _pattern_csc(pattern: Any) -> Any:
+    """The sparsity pattern as a boolean ``scipy.sparse.csc_matrix`` with sorted indices and
+    no explicit zeros (a dense 0/1 array or any scipy.sparse matrix)."""
+    import scipy.sparse as sp
+
+    if sp.issparse(pattern):
+        S = sp.csc_matrix(pattern, copy=True)
+    else:
+        S = sp.csc_matrix(np.asarray(pattern))
+    S.data = S.data != 0
+    S.eliminate_zeros()
+    S = sp.csc_matrix(S, dtype=bool)
+    S.sort_indices()
+    return S
 
 
 def color_columns(pattern: Any) -> np.ndarray:
     """Greedy colouring of the columns of a sparsity pattern so that no two columns of one
-    colour share a nonzero row (largest-first order). Returns the colour of each column."""
-    import scipy.sparse as sp
-
-    S = sp.csc_matrix(pattern, dtype=bool)
+    colour share a nonzero row (a distance-2 colouring of the column intersection graph
+    ``S^T S``, largest degree first; Coleman & Moré 1983). Returns the colour of each column
+    (``0 .. ncolors - 1``)."""
+    S = _pattern_csc(pattern)
     n = S.shape[1]
-    R = S.tocsr()
-    order = np.argsort(-np.diff(S.indptr), kind="stable")
-    colors = np.full(n, -1, dtype=np.int64)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    Si = S.astype(np.int32)
+    G = (Si.T @ Si).tocsr()  # columns j, k adjacent when they share a row
+    indptr = G.indptr.tolist()
+    indices = G.indices.tolist()
+    order = np.argsort(-np.diff(G.indptr), kind="stable").tolist()
+    colors = [-1] * n
     for j in order:
-        rows = S.indices[S.indptr[j] : S.indptr[j + 1]]
-        # columns sharing a row with j
-        neighbours = np.unique(np.concatenate([R.indices[R.indptr[r] : R.indptr[r + 1]]
-                                               for r in rows])) if rows.size else []
-        used = set(colors[neighbours].tolist()) if len(neighbours) else set()
+        used = {colors[k] for k in indices[indptr[j] : indptr[j + 1]]}
         c = 0
         while c in used:
             c += 1
         colors[j] = c
-    return colors
+    return np.asarray(colors, dtype=np.int64)
+
+
+class SparsityPlan:
+    """Column-compressed finite differences for a fixed sparsity pattern.
+
+    Built once per pattern (colouring and index arrays on the host, the masks on the backend);
+    :meth:`jacobian` then costs ``order`` evaluations of ``f`` per colour and one vectorised
+    gather: with ``D[c] = f(u + sum_{j in colour c} h_j e_j)``, every stored entry is
+    ``J[i, j] = (D[colour(j), i] - f(u)_i) / h_j`` (first order; second order analogously with
+    the weights of :func:`second_order_nodes`), since no other column of that colour touches
+    row ``i``.
+
+    Args:
+        pattern: ``(n, n)`` sparsity pattern (scipy.sparse matrix or dense 0/1 array).
+        xp: the array namespace of the states (``numpy`` by default).
+        asarray: converts host NumPy arrays to backend arrays (``backend.asarray``).
+        sparse: a ``scipy.sparse``-like namespace: the Jacobian is returned as its
+            ``csc_matrix`` with the pattern's structure; ``None``: as a dense ``(n, n)``
+            backend array (entries outside the pattern are zero).
+        colors: a valid column colouring to use instead of :func:`color_columns`'.
+    """
+
+    def __init__(
+        self,
+        pattern: Any,
+        xp: Any = np,
+        asarray: Callable[..., Any] | None = None,
+        sparse: Any = None,
+        colors: Any = None,
+    ) -> None:
+        S = _pattern_csc(pattern)
+        if S.shape[0] != S.shape[1]:
+            raise ValueError(f"the sparsity pattern must be square, got shape {S.shape}")
+        self.n = int(S.shape[0])
+        self.shape = (self.n, self.n)
+        self.nnz = int(S.nnz)
+        self.indptr = S.indptr
+        self.indices = S.indices
+        self.colors = (color_columns(S) if colors is None
+                       else np.asarray(colors, dtype=np.int64).reshape(self.n))
+        self.ncolors = int(self.colors.max()) + 1 if self.n else 0
+        self.xp = xp
+        self.sparse = sparse
+        conv = asarray if asarray is not None else (lambda x, dtype=None: xp.asarray(x))
+        self._conv = conv
+        rows = S.indices.astype(np.intp)
+        cols = np.repeat(np.arange(self.n, dtype=np.intp), np.diff(S.indptr))
+        self.rows, self.cols = rows, cols
+        # flat position of each stored entry in the (ncolors, n) block of evaluations
+        self._gather = self.colors[cols] * self.n + rows
+        self._host_masks = [self.colors == c for c in range(self.ncolors)]
+        self._masks: dict[Any, list[Any]] = {}
+        self._dense: dict[Any, tuple[Any, Any]] = {}
+
+    def masks(self, dtype: Any) -> list[Any]:
+        """Per colour, a 0/1 backend array of ``dtype`` selecting its columns."""
+        out = self._masks.get(dtype)
+        if out is None:
+            out = [self._conv(m.astype(np.float64), dtype=dtype) for m in self._host_masks]
+            self._masks[dtype] = out
+        return out
+
+    def _dense_parts(self, dtype: Any) -> tuple[Any, Any]:
+        """Dense pattern ``P`` (0/1, ``(n, n)``) and the colour of each column (backend)."""
+        out = self._dense.get(dtype)
+        if out is None:
+            P = np.zeros(self.shape)
+            P[self.rows, self.cols] = 1.0
+            out = (self._conv(P, dtype=dtype), self._conv(self.colors))
+            self._dense[dtype] = out
+        return out
+
+    def jacobian(
+        self,
+        f: FlatRHS,
+        u: Any,
+        t: float,
+        f0: Any,
+        typical: Any = 1.0,
+        order: int = 1,
+    ) -> tuple[Any, int]:
+        """The Jacobian of ``f(u, t)`` at ``u`` (``f0 = f(u, t)``, not a buffer that ``f``
+        overwrites); returns ``(J, number of f evaluations)``. ``typical``: the increment
+        floor (scalar or per component). Each value of ``f`` is consumed before the next
+        call, so ``f`` may return the same output buffer every time."""
+        if order not in (1, 2):
+            raise ValueError(f"finite-difference order must be 1 or 2, got {order}")
+        xp = self.xp
+        eps = float(xp.finfo(u.dtype).eps)
+        masks = self.masks(u.dtype)
+        if order == 1:
+            h = fd_increments(xp, u, eps, typical)
+            evals = [xp.asarray(f(u + h * m, t), copy=True) for m in masks]
+            return self._assemble(evals, None, f0, (h,), u.dtype), self.ncolors
+        a, b, ca, cb, c0 = second_order_nodes(xp, u, eps, typical)
+        ea, eb = [], []
+        for m in masks:
+            ea.append(xp.asarray(f(u + a * m, t), copy=True))
+            eb.append(xp.asarray(f(u + b * m, t), copy=True))
+        return self._assemble(ea, eb, f0, (ca, cb, c0), u.dtype), 2 * self.ncolors
+
+    def _assemble(self, ea: list[Any], eb: list[Any] | None, f0: Any, w: tuple[Any, ...],
+                  dtype: Any) -> Any:
+        xp = self.xp
+        if self.sparse is not None and xp is np:
+            # vectorised gather of every stored entry from the stacked evaluations
+            g = self._gather
+            rows, cols = self.rows, self.cols
+            Da = np.stack(ea).reshape(-1) if ea else np.zeros(0, dtype=dtype)
+            if eb is None:
+                (h,) = w
+                data = (Da[g] - f0[rows]) / h[cols]
+            else:
+                ca, cb, c0 = w
+                Db = np.stack(eb).reshape(-1)
+                data = ca[cols] * Da[g] - cb[cols] * Db[g] - c0[cols] * f0[rows]
+            return self.sparse.csc_matrix((data, self.indices, self.indptr), shape=self.shape)
+        # dense result with array-API operations only: J = P * G, G[i, j] = D[colour(j), i]
+        P, colors = self._dense_parts(dtype)
+        if self.ncolors == 0:
+            return xp.zeros(self.shape, dtype=dtype)
+        Ga = xp.take(xp.stack(ea, axis=1), colors, axis=1)  # (n, n): row i, column j
+        if eb is None:
+            (h,) = w
+            J = (Ga - f0[:, None]) / h[None, :]
+        else:
+            ca, cb, c0 = w
+            Gb = xp.take(xp.stack(eb, axis=1), colors, axis=1)
+            J = Ga * ca[None, :] - Gb * cb[None, :] - f0[:, None] * c0[None, :]
+        J = P * J
+        if self.sparse is not None:
+            return self.sparse.csc_matrix(J)
+        return J
 
 
 def jacobian_fd_sparse(
-    f: FlatRHS, u: np.ndarray, t: float, f0: np.ndarray, pattern: Any, colors: np.ndarray
+    f: FlatRHS,
+    u: np.ndarray,
+    t: float,
+    f0: np.ndarray,
+    pattern: Any,
+    colors: np.ndarray | None = None,
+    *,
+    order: int = 1,
+    typical: Any = 1.0,
+    plan: SparsityPlan | None = None,
 ) -> tuple[Any, int]:
-    """Compressed forward-difference Jacobian (NumPy backend) as a ``scipy.sparse.csc_matrix``
-    with the given sparsity ``pattern``; one evaluation of ``f`` per colour."""
+    """Compressed finite-difference Jacobian (NumPy) as a ``scipy.sparse.csc_matrix`` with the
+    given sparsity ``pattern``; ``order`` evaluations of ``f`` per colour (see
+    :class:`SparsityPlan`; pass ``plan`` to reuse one across calls). ``colors``, if given,
+    must be a valid colouring such as :func:`color_columns` returns."""
     import scipy.sparse as sp
 
-    S = sp.csc_matrix(pattern, dtype=bool)
-    eps = float(np.finfo(u.dtype).eps)
-    h = fd_increments(np, u, eps)
-    rows, cols = S.nonzero()
-    values = np.empty(rows.shape[0], dtype=u.dtype)
-    ncolors = int(colors.max()) + 1 if colors.size else 0
-    for c in range(ncolors):
-        mask = colors == c
-        du = np.where(mask, h, 0.0)
-        df = (f(u + du, t) - f0)
-        sel = mask[cols]
-        values[sel] = df[rows[sel]] / h[cols[sel]]
-    return sp.csc_matrix((values, (rows, cols)), shape=S.shape), ncolors
+    if plan is None:
+        plan = SparsityPlan(pattern, np, sparse=sp, colors=colors)
+    return plan.jacobian(f, u, t, f0, typical=typical, order=order)
+
+
+class AutogradUntraceable(ValueError):
+    """autograd could not trace ``f`` (it raised, or its output did not depend on ``u``
+    through autograd, e.g. a plain ``numpy.array([...])`` of traced scalars)."""
 
 
 def jacobian_autograd(f_user: Callable[..., Any], u: np.ndarray, p: Any, t: float,
                       shape: tuple[int, ...]) -> np.ndarray:
-    """Exact Jacobian by autograd's reverse mode (``f`` written with ``autograd.numpy``)."""
+    """Exact Jacobian ``df/du`` of the flattened ``f`` by autograd's reverse mode (one traced
+    evaluation and ``n`` backward passes; ``f`` written with ``autograd.numpy``).
+
+    Raises :class:`AutogradUntraceable` when ``f`` cannot be traced: autograd itself only warns
+    ("Output seems independent of input") and returns zeros in that case.
+    """
     import autograd
+    import autograd.numpy as anp
 
     n = u.shape[0]
 
     def flat(v: Any) -> Any:
-        return autograd.numpy.reshape(f_user(autograd.numpy.reshape(v, shape), p, t), (n,))
+        return anp.reshape(f_user(anp.reshape(v, shape), p, t), (n,))
 
-    return np.asarray(autograd.jacobian(flat)(u))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            J = autograd.jacobian(flat)(u)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not traceable"
+            raise AutogradUntraceable(
+                f"autograd cannot trace f: {type(exc).__name__}: {exc}"
+            ) from exc
+    for w in caught:
+        if "independent of input" in str(w.message):
+            raise AutogradUntraceable(
+                "autograd cannot trace f: its output does not depend on u through autograd "
+                "(write f with autograd.numpy, e.g. anp.array/anp.stack instead of np.array)"
+            )
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return np.asarray(J, dtype=u.dtype).reshape(n, n)
 
 
 def time_derivative_fd(f: FlatRHS, u: Any, t: float, f0: Any, dt: float) -> tuple[Any, int]:

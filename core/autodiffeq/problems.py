@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidType
-from .validation import array_namespace_of, check_callable, check_state, check_tspan
+from .validation import (
+    array_namespace_of,
+    check_callable,
+    check_state,
+    check_tspan,
+    is_traced,
+)
 
 _UNSET = object()
 
@@ -116,8 +122,9 @@ class ODEProblem:
 
 def _normalise_state(u0: Any) -> Any:
     """Host data becomes a NumPy float array (ints promoted to float64); arrays of another
-    array-API library (CuPy, array_api_strict) are kept as they are."""
-    if array_namespace_of(u0) is not None:
+    array-API library (CuPy, array_api_strict) and autograd boxes (a ``u0`` being
+    differentiated) are kept as they are."""
+    if array_namespace_of(u0) is not None or is_traced(u0):
         return u0
     arr = np.asarray(u0)
     if arr.dtype.kind in "biu":

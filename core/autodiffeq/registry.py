@@ -418,6 +418,13 @@ class Registry:
                         if s.solver_families is None or spec.family in s.solver_families
                     ),
                 )
+            if not sens.stiff and spec.stiff:
+                return Compatibility(
+                    False,
+                    f"sensitivity method {sens.name!r} is not suited to stiff problems (it is "
+                    f"declared unstable on them), and {spec.name!r} is a stiff solver.",
+                    tuple(s.name for s in self.sensitivities() if s.stiff),
+                )
             if backend is not None:
                 bname = self.backend(backend).name
                 if sens.backends is not None and bname not in sens.backends:

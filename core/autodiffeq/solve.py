@@ -27,9 +27,9 @@ from .problems import ODEProblem
 from .registry import Registry
 from .registry import registry as default_registry
 from .solution import DenseOutput, Solution, Stats
-from .specs import SolverSpec
+from .specs import SensitivitySpec, SolverSpec
 from .stepper import RHS
-from .validation import array_namespace_of, check_positive_number
+from .validation import array_namespace_of, check_positive_number, contains_traced, is_traced
 
 logger = logging.getLogger("autodiffeq")
 
@@ -98,11 +98,23 @@ def solve(
         )
     if not isinstance(progress, bool):
         raise InvalidType(f"progress must be True or False, got {progress!r}")
+    if is_traced(prob.u0) or contains_traced(prob.p):
+        from .sensitivity import solve_traced
+
+        return solve_traced(
+            prob,
+            alg,
+            dict(
+                rtol=rtol, atol=atol, dt=dt, adaptive=adaptive, saveat=saveat, tstops=tstops,
+                dense=dense, maxiters=maxiters, dtmin=dtmin, dtmax=dtmax, backend=backend,
+                sensealg=sensealg, seed=seed, progress=progress, registry=reg, **alg_options,
+            ),
+        )
 
     be = _resolve_backend(reg, backend)
     rtol_s, atol_s = _check_tolerances(rtol, atol)
     spec = _resolve_solver(reg, alg, prob, be, rtol_s)
-    if sensealg is not None:
+    if isinstance(sensealg, (str, SensitivitySpec)):
         reg.compatible(spec, be.name, sensealg, prob).raise_if_incompatible()
     else:
         reg.compatible(spec, be.name, None, prob).raise_if_incompatible()

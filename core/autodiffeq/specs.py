@@ -151,6 +151,9 @@ class SensitivitySpec:
         mode: ``"forward"`` or ``"reverse"``.
         problem_types, backends, solver_families: what it supports (``None``: any).
         stiff: whether it is usable on stiff problems.
+        options: names of the options its factory accepts.
+        default_priority: ``sensealg=None`` picks, among compatible methods of the wanted
+            mode (forward for few inputs, reverse for many), the highest; 0: never by default.
     """
 
     name: str
@@ -161,6 +164,7 @@ class SensitivitySpec:
     solver_families: tuple[str, ...] | None = None
     stiff: bool = True
     options: tuple[str, ...] = ()
+    default_priority: int = 0
     description: str = ""
     reference: str = ""
     plugin: str = ""

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .backend import Backend
+from .errors import UnsupportedCombination
 
 
 class RHS:
@@ -162,6 +163,35 @@ class Stepper:
     def complete_dense_data(self, t: float, dt: float, u: Any, data: Any) -> Any:
         """Fill in lazily computed parts of a step's interpolation data (default: none)."""
         return data
+
+    # ------------------------------------------------------------------ differentiation
+    def functional_step(self, f: Callable[..., Any], u: Any, p: Any, t: float, dt: float) -> Any:
+        """The step map ``u_new = Phi(u, p; t, dt)`` written with plain array operations and no
+        in-place updates, so that autograd can trace it (used by the ``ReverseMode``,
+        ``ForwardMode`` and ``DiscreteAdjoint`` sensitivity methods).
+
+        ``f(u_flat, p, t)`` is the flat right-hand side with the parameters explicit. It must
+        give the same ``u_new`` as :meth:`step` (to rounding). Families that cannot be traced
+        leave this raising :class:`UnsupportedCombination` and do not list themselves in those
+        methods' ``solver_families``.
+        """
+        raise UnsupportedCombination(
+            f"{type(self).__name__} has no traceable step map, so discrete sensitivity methods "
+            "cannot differentiate it; use a continuous adjoint or ForwardSensitivity",
+            ("ForwardSensitivity", "InterpolatingAdjoint", "QuadratureAdjoint"),
+        )
+
+    def step_vjp(
+        self, t: float, u: Any, dt: float, lam: Any, derivatives: Any, want_p: bool
+    ) -> tuple[Any, Any] | None:
+        """The transposed step: ``(lam^T dPhi/du, lam^T dPhi/dp)`` for the step from ``(t, u)``
+        of size ``dt``, using ``derivatives.vjp(v, y, t)`` of ``f``.
+
+        Optional: ``None`` (the default) makes ``DiscreteAdjoint`` differentiate
+        :meth:`functional_step` with autograd instead. Families implement it when a hand-derived
+        transpose is much cheaper (explicit Runge–Kutta: one ``v^T J`` per stage).
+        """
+        return None
 
     def interpolate(self, theta: Any, dt: Any, u0: Any, u1: Any, data: Any) -> Any:
         """Dense output of ``m`` steps at once.

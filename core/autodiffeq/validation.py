@@ -4,11 +4,39 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from typing import Any
 
 import numpy as np
 
 from .errors import InvalidArgument, InvalidType
+
+
+def is_traced(x: Any) -> bool:
+    """Whether ``x`` is an autograd box (a value being differentiated).
+
+    autograd is only consulted if it is already imported: nothing can be traced otherwise.
+    """
+    tracer = sys.modules.get("autograd.tracer")
+    return tracer is not None and isinstance(x, tracer.Box)
+
+
+def contains_traced(x: Any) -> bool:
+    """Whether ``x`` is, or holds in a dict/list/tuple, an autograd box."""
+    if is_traced(x):
+        return True
+    if isinstance(x, dict):
+        return any(contains_traced(v) for v in x.values())
+    if isinstance(x, (list, tuple)):
+        return any(contains_traced(v) for v in x)
+    return False
+
+
+def unbox(x: Any) -> Any:
+    """The plain value inside (possibly nested) autograd boxes; ``x`` itself otherwise."""
+    while is_traced(x):
+        x = x._value
+    return x
 
 
 def array_namespace_of(x: Any) -> Any | None:
@@ -21,6 +49,7 @@ def array_namespace_of(x: Any) -> Any | None:
 
 def host_view(x: Any, name: str) -> np.ndarray:
     """``x`` as a NumPy array for validation, or a clear error if it is not numeric."""
+    x = unbox(x)
     if isinstance(x, (np.ndarray, np.generic)):
         return np.asarray(x)
     xp = array_namespace_of(x)

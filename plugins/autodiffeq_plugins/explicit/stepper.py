@@ -225,6 +225,76 @@ class ExplicitRKStepper(Stepper):
     def dense_data(self) -> Any:
         return self.xp.asarray(self.K, copy=True)
 
+    # ------------------------------------------------------------------ differentiation
+    def _used_stages(self) -> int:
+        """Stages that influence ``u_new`` (an FSAL method's last stage only feeds the error
+        estimate): one past the last stage with a non-zero weight in ``b`` or in ``A``."""
+        cached = getattr(self, "_s_used", None)
+        if cached is not None:
+            return cached
+        tab = self.tableau
+        A = np.asarray(tab.A, dtype=np.float64)
+        b = np.asarray(tab.b, dtype=np.float64)
+        used = b != 0
+        for i in range(tab.stages - 1, -1, -1):
+            if used[i]:
+                used[:i] |= A[i, :i] != 0
+        self._s_used = int(np.nonzero(used)[0][-1]) + 1
+        return self._s_used
+
+    def functional_step(self, f: Any, u: Any, p: Any, t: float, dt: float) -> Any:
+        """``u + dt * sum_i b_i k_i`` with ``k_i = f(u + dt * sum_j A_ij k_j, p, t + c_i dt)``,
+        written with autograd.numpy and no in-place updates (traceable)."""
+        import autograd.numpy as anp
+
+        tab = self.tableau
+        A = np.asarray(tab.A, dtype=np.float64)
+        s = self._used_stages()
+        ks: list[Any] = []
+        for i in range(s):
+            y = u if i == 0 else u + dt * anp.dot(A[i, :i], anp.stack(ks))
+            ks.append(f(y, p, t + self.c[i] * dt))
+        b = np.asarray(tab.b, dtype=np.float64)[:s]
+        return u + dt * anp.dot(b, anp.stack(ks))
+
+    def step_vjp(
+        self, t: float, u: Any, dt: float, lam: Any, derivatives: Any, want_p: bool
+    ) -> tuple[Any, Any]:
+        """Transposed Runge–Kutta step (the discrete adjoint; Hairer, Lubich & Wanner,
+        *Geometric Numerical Integration*, VI.4; Sandu 2006): with ``Y_i`` the stage states,
+
+            kbar_i = dt b_i lam + dt sum_{j>i} A_ji ybar_j,
+            (ybar_i, pbar_i) = kbar_i^T (df/du, df/dp) at (Y_i, t + c_i dt),
+            lam_u = lam + sum_i ybar_i,   lam_p = sum_i pbar_i,
+
+        taken from the last stage down. Stages are recomputed from ``u`` (no tape).
+        """
+        xp = self.xp
+        s = self._used_stages()
+        n = self.rhs.n
+        dtype = self.rhs.dtype
+        f = self.rhs.f
+        dtA = self._M[:s, :s] * dt
+        b_dt = self._M[self.s, :s] * dt
+        K = xp.zeros((s, n), dtype=dtype)
+        ys = []
+        for i in range(s):
+            y = u if i == 0 else u + dtA[i, :i] @ K[:i, ...]
+            ys.append(y)
+            K[i, ...] = f(y, t + self.c[i] * dt)
+        self.nf += s
+        kbar = b_dt[:, None] * lam[None, :]
+        lam_u = lam
+        lam_p = None
+        for i in range(s - 1, -1, -1):
+            ybar, pbar = derivatives.vjp(kbar[i, ...], ys[i], t + self.c[i] * dt, want_p)
+            lam_u = lam_u + ybar
+            if want_p:
+                lam_p = pbar if lam_p is None else lam_p + pbar
+            if i > 0:
+                kbar[:i, ...] = kbar[:i, ...] + dtA[i, :i][:, None] * ybar[None, :]
+        return lam_u, lam_p
+
     def complete_dense_data(self, t: float, dt: float, u: Any, data: Any) -> Any:
         extra = self.tableau.extra
         if extra is None:

@@ -1,0 +1,322 @@
+"""Derivatives of the right-hand side that sensitivity methods need.
+
+For ``f(u, p, t)`` with flat state ``u`` (n,) and flat parameters ``p`` (m,):
+
+    J = df/du (n, n),   F_p = df/dp (n, m),
+    jvp:  J du + F_p dp,          vjp:  (v^T J, v^T F_p).
+
+Sources, in the order ``mode="auto"`` tries them (DESIGN §6):
+
+1. ``"user"``: derivatives given on the problem (``ODEProblem(vjp=, jvp=, jac=, paramjac=)``)
+   or carried by the model: an ``f`` object with ``f.vjp(v, u, p, t)`` (and optionally
+   ``f.jvp(du, dp, u, p, t)``), such as :class:`autodiffeq.nn.MLP`;
+2. ``"autograd"``: autograd traces ``f`` (NumPy backend; checked once on the first call);
+3. ``"fd"``: central finite differences, with a one-time :class:`DerivativeWarning` (a vector-
+   Jacobian product by differences needs the whole Jacobian: ``2 (n + m)`` evaluations).
+
+A sensitivity method can force a source with its ``autojacvec`` option (SciMLSensitivity's
+name for the same choice).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend
+from .errors import InvalidArgument, UnsupportedCombination
+
+MODES = ("auto", "user", "autograd", "fd")
+
+
+class DerivativeWarning(UserWarning):
+    """Derivatives of ``f`` fall back to finite differences (slower, less accurate)."""
+
+
+class RHSDerivatives:
+    """``J v``, ``v^T J`` and ``v^T df/dp`` of one problem's right-hand side.
+
+    Args:
+        f: the user's ``f(u, p, t)`` (``u`` of the user's ``shape``).
+        p: the parameters (primal values; an array of any shape, or ``None``).
+        shape: the state's shape; ``backend``: where the arrays live; ``dtype``: state dtype.
+        problem: the problem, for user-supplied derivatives.
+        mode: one of :data:`MODES`.
+        wrt_p: whether derivatives with respect to ``p`` are wanted (otherwise ``p`` may be
+            anything and ``m = 0``).
+    """
+
+    def __init__(
+        self,
+        f: Callable[..., Any],
+        p: Any,
+        shape: tuple[int, ...],
+        backend: Backend,
+        dtype: Any,
+        problem: Any = None,
+        mode: str = "auto",
+        wrt_p: bool = True,
+    ) -> None:
+        if mode not in MODES:
+            raise InvalidArgument(f"autojacvec must be one of {MODES}, got {mode!r}")
+        self.f = f
+        self.p = p
+        self.shape = tuple(shape)
+        self.n = int(np.prod(self.shape, dtype=np.int64))
+        self.backend = backend
+        self.xp = backend.xp
+        self.dtype = dtype
+        self.problem = problem
+        # parameters that are not differentiated are passed through untouched
+        self.p_shape = None if (p is None or not wrt_p) else tuple(np.shape(p))
+        self.m = 0 if self.p_shape is None else int(np.prod(self.p_shape, dtype=np.int64))
+        self.nf = 0
+        model_vjp = getattr(f, "vjp", None)
+        model_jvp = getattr(f, "jvp", None)
+        user_vjp = getattr(problem, "vjp", None)
+        user_jvp = getattr(problem, "jvp", None)
+        #: ``vjp(v, u, p, t) -> (v^T J, v^T df/dp)`` from the problem, else from the model
+        self.user_vjp = user_vjp if user_vjp is not None else (
+            model_vjp if callable(model_vjp) else None
+        )
+        #: ``jvp(du, u, p, t)`` from the problem, or the model's ``jvp(du, dp, u, p, t)``
+        self.user_jvp = user_jvp
+        self.model_jvp = model_jvp if callable(model_jvp) else None
+        self.mode = self._choose(mode)
+
+    # ------------------------------------------------------------------ choice of source
+    def _user_available(self) -> bool:
+        prob = self.problem
+        if self.user_vjp is not None:
+            return True
+        if prob is None:
+            return False
+        return prob.jac is not None and (self.m == 0 or prob.paramjac is not None)
+
+    def _choose(self, mode: str) -> str:
+        if mode == "user":
+            if not self._user_available():
+                raise UnsupportedCombination(
+                    "autojacvec='user' needs derivatives on the problem: ODEProblem(vjp=...) or "
+                    "jac=... (and paramjac=... when p is differentiated)",
+                    ("autograd", "fd"),
+                )
+            return "user"
+        if mode == "autograd":
+            if "autograd" not in getattr(self.backend, "capabilities", ("autograd",)) and (
+                self.backend.name != "numpy"
+            ):
+                raise UnsupportedCombination(
+                    f"autojacvec='autograd' needs the NumPy backend, not {self.backend.name!r}",
+                    ("user", "fd"),
+                )
+            return "autograd"
+        if mode == "fd":
+            return "fd"
+        if self._user_available():
+            return "user"
+        if self.backend.name == "numpy" and self._traceable():
+            return "autograd"
+        warnings.warn(
+            "derivatives of f fall back to finite differences (pass ODEProblem(vjp=...) or "
+            "jac=/paramjac=, or write f with autograd.numpy on the NumPy backend): slower and "
+            "accurate only to about 1e-8",
+            DerivativeWarning,
+            stacklevel=4,
+        )
+        return "fd"
+
+    def _traceable(self) -> bool:
+        """One trial trace of ``f`` by autograd at a representative point."""
+        from autograd import make_vjp
+
+        u = np.ones(self.n) * 0.5
+        try:
+            vjp, out = make_vjp(self._flat_tuple(0.0))((u, self._p_flat_host()))
+            vjp(np.ones(np.shape(out)))
+        except Exception:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ helpers
+    def _p_flat_host(self) -> np.ndarray:
+        if self.m == 0:
+            return np.zeros(0)
+        return np.asarray(self.p, dtype=np.float64).reshape(-1)
+
+    def _flat_tuple(self, t: float) -> Callable[[tuple[Any, Any]], Any]:
+        """``g((u_flat, p_flat)) = flat f`` for autograd."""
+        import autograd.numpy as anp
+
+        f, shape, p_shape, n = self.f, self.shape, self.p_shape, self.n
+        p_fixed = self.p
+
+        def g(args: tuple[Any, Any]) -> Any:
+            u, pf = args
+            pp = p_fixed if p_shape is None else anp.reshape(pf, p_shape)
+            return anp.reshape(f(anp.reshape(u, shape), pp, t), (n,))
+
+        return g
+
+    def flat_f(self, u: Any, p_flat: Any, t: float) -> Any:
+        """``f`` on a flat state and flat parameters (traceable by autograd when f is)."""
+        import autograd.numpy as anp
+
+        pp = self.p if self.p_shape is None else anp.reshape(p_flat, self.p_shape)
+        return anp.reshape(self.f(anp.reshape(u, self.shape), pp, t), (self.n,))
+
+    def _f_backend(self, u: Any, p: Any, t: float) -> Any:
+        xp = self.xp
+        self.nf += 1
+        out = self.f(xp.reshape(u, self.shape), p, t)
+        return xp.reshape(xp.asarray(out, dtype=self.dtype), (self.n,))
+
+    def _p_shaped(self, p_flat: Any) -> Any:
+        if self.p_shape is None:
+            return self.p
+        return self.xp.reshape(p_flat, self.p_shape)
+
+    def _host(self, x: Any) -> np.ndarray:
+        return np.asarray(self.backend.to_host(x), dtype=np.float64)
+
+    def _to_backend(self, x: Any) -> Any:
+        return self.backend.asarray(np.asarray(x), dtype=self.dtype)
+
+    # ------------------------------------------------------------------ products
+    def vjp(self, v: Any, u: Any, t: float, want_p: bool = True) -> tuple[Any, Any]:
+        """``(v^T J, v^T df/dp)`` at ``(u, t)``; the second is ``None`` unless ``want_p``."""
+        want_p = want_p and self.m > 0
+        if self.mode == "autograd":
+            from autograd import make_vjp
+
+            self.nf += 1
+            vjp, _ = make_vjp(self._flat_tuple(t))((u, self._p_flat_host()))
+            gu, gp = vjp(v)
+            return gu, (gp if want_p else None)
+        if self.mode == "user":
+            return self._user_vjp(v, u, t, want_p)
+        J = self.jac(u, t)
+        gu = self.xp.matrix_transpose(J) @ v
+        gp = self.xp.matrix_transpose(self.paramjac(u, t)) @ v if want_p else None
+        return gu, gp
+
+    def jvp(self, du: Any, dp: Any, u: Any, t: float) -> Any:
+        """``J du + df/dp dp`` at ``(u, t)`` (``du`` or ``dp`` may be ``None``)."""
+        xp = self.xp
+        if self.mode == "autograd":
+            from autograd import make_jvp
+
+            self.nf += 1
+            du_h = np.zeros(self.n) if du is None else du
+            dp_h = np.zeros(self.m) if (dp is None or self.m == 0) else dp
+            jvp = make_jvp(self._flat_tuple(t))((u, self._p_flat_host()))
+            return jvp((du_h, dp_h))[1]
+        out = xp.zeros((self.n,), dtype=self.dtype)
+        if self.mode == "user" and self.model_jvp is not None and self.user_jvp is None:
+            self.nf += 1
+            du_s = None if du is None else xp.reshape(du, self.shape)
+            dp_s = None if (dp is None or self.m == 0) else self._p_shaped(dp)
+            jv = self.model_jvp(du_s, dp_s, xp.reshape(u, self.shape), self.p, t)
+            return xp.reshape(xp.asarray(jv, dtype=self.dtype), (self.n,))
+        if du is not None:
+            if self.mode == "user" and self.user_jvp is not None:
+                jv = self.user_jvp(
+                    xp.reshape(du, self.shape), xp.reshape(u, self.shape), self.p, t
+                )
+                out = out + xp.reshape(xp.asarray(jv, dtype=self.dtype), (self.n,))
+            else:
+                out = out + self.jac(u, t) @ du
+        if dp is not None and self.m > 0:
+            out = out + self.paramjac(u, t) @ dp
+        return out
+
+    def _user_vjp(self, v: Any, u: Any, t: float, want_p: bool) -> tuple[Any, Any]:
+        xp = self.xp
+        if self.user_vjp is not None:
+            self.nf += 1
+            gu, gp = self.user_vjp(
+                xp.reshape(v, self.shape), xp.reshape(u, self.shape), self.p, t
+            )
+            gu = xp.reshape(xp.asarray(gu, dtype=self.dtype), (self.n,))
+            if want_p:
+                gp = xp.reshape(xp.asarray(gp, dtype=self.dtype), (self.m,))
+            return gu, (gp if want_p else None)
+        gu = xp.matrix_transpose(self.jac(u, t)) @ v
+        gp = xp.matrix_transpose(self.paramjac(u, t)) @ v if want_p else None
+        return gu, gp
+
+    # ------------------------------------------------------------------ full matrices
+    def jac(self, u: Any, t: float) -> Any:
+        """``df/du`` (n, n) as a dense backend array."""
+        prob = self.problem
+        xp = self.xp
+        if self.mode == "user" and prob is not None and prob.jac is not None:
+            J = prob.jac(xp.reshape(u, self.shape), self.p, t) if callable(prob.jac) else prob.jac
+            if hasattr(J, "toarray"):  # scipy.sparse
+                J = J.toarray()
+            return xp.reshape(xp.asarray(J, dtype=self.dtype), (self.n, self.n))
+        if self.mode == "user" and self.user_vjp is not None:
+            return self._rows_from_vjp(u, t)[0]
+        if self.mode == "autograd":
+            from autograd import jacobian
+
+            self.nf += self.n
+            g = self._flat_tuple(t)
+            p_flat = self._p_flat_host()
+            return jacobian(lambda uu: g((uu, p_flat)))(u)
+        return self._fd_columns(lambda x: self._f_backend(x, self.p, t), u, self.n)
+
+    def paramjac(self, u: Any, t: float) -> Any:
+        """``df/dp`` (n, m) as a dense backend array."""
+        prob = self.problem
+        xp = self.xp
+        if self.m == 0:
+            return xp.zeros((self.n, 0), dtype=self.dtype)
+        if self.mode == "user" and prob is not None and prob.paramjac is not None:
+            Fp = prob.paramjac(xp.reshape(u, self.shape), self.p, t)
+            return xp.reshape(xp.asarray(Fp, dtype=self.dtype), (self.n, self.m))
+        if self.mode == "user" and self.user_vjp is not None:
+            return self._rows_from_vjp(u, t)[1]
+        if self.mode == "autograd":
+            from autograd import jacobian
+
+            self.nf += self.m
+            g = self._flat_tuple(t)
+            return jacobian(lambda pp: g((u, pp)))(self._p_flat_host())
+        p0 = self._to_backend(self._p_flat_host())
+        return self._fd_columns(lambda q: self._f_backend(u, self._p_shaped(q), t), p0, self.m)
+
+    def _rows_from_vjp(self, u: Any, t: float) -> tuple[Any, Any]:
+        """``(J, df/dp)`` row by row from the user's (or model's) ``vjp`` with unit vectors."""
+        xp = self.xp
+        rows_u, rows_p = [], []
+        want_p = self.m > 0
+        for i in range(self.n):
+            e = np.zeros(self.n)
+            e[i] = 1.0
+            gu, gp = self._user_vjp(self._to_backend(e), u, t, want_p)
+            rows_u.append(gu)
+            if want_p:
+                rows_p.append(gp)
+        J = xp.stack(rows_u, axis=0)
+        Fp = xp.stack(rows_p, axis=0) if want_p else xp.zeros((self.n, 0), dtype=self.dtype)
+        return J, Fp
+
+    def _fd_columns(self, g: Callable[[Any], Any], x: Any, m: int) -> Any:
+        """Central differences of ``g`` at ``x`` column by column: (n, m)."""
+        xp = self.xp
+        eps = float(np.finfo(self.backend.host_dtype(self.dtype)).eps)
+        x_h = self._host(x)
+        cols = []
+        for j in range(m):
+            h = eps ** (1 / 3) * max(1.0, abs(float(x_h[j])))
+            e = np.zeros(m)
+            e[j] = h
+            de = self._to_backend(e)
+            cols.append((g(x + de) - g(x - de)) / (2 * h))
+        if not cols:
+            return xp.zeros((self.n, 0), dtype=self.dtype)
+        return xp.stack(cols, axis=1)

@@ -1,0 +1,470 @@
+"""The gradient interface: ``ade.solve`` as one autograd primitive (DESIGN §6).
+
+When ``u0`` or ``p`` of the problem is being differentiated (an autograd box), ``solve`` runs
+
+    U = solve_primitive(u0, p)        # U: the saved states, shape (len(sol.t), *u0.shape)
+
+whose vector-Jacobian product ``(dL/dU) -> (dL/du0, dL/dp)`` and Jacobian-vector product
+``(du0, dp) -> dU`` are delegated to a *sensitivity method* (a plugin). Every method sees the
+same forward problem: the solver steps onto every ``saveat`` time (they become ``tstops``) and
+the states at those step ends are the outputs, so that the discrete methods differentiate
+exactly what is returned and the continuous ones get jumps at exact times. Step sizes chosen by
+the controller are treated as constants of the solution (as diffrax and SciML's discrete
+adjoints do): the gradient is that of the discrete map along the accepted step sequence.
+
+A method implements :class:`SensitivityMethod`: ``forward`` (solve and keep what the reverse
+or tangent pass needs), ``vjp`` and ``jvp``, all on flat backend arrays. ``sensealg=None``
+chooses like SciMLSensitivity: a forward method when ``len(u0) + len(p) <= 100``, an adjoint
+otherwise (the choice is in ``sol.sensealg`` and logged at DEBUG level).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend
+from .errors import InvalidType, UnsupportedCombination
+from .problems import ODEProblem
+from .registry import Registry
+from .rhs_derivatives import RHSDerivatives
+from .solution import Solution
+from .specs import SensitivitySpec, SolverSpec
+from .validation import contains_traced, is_traced, unbox
+
+logger = logging.getLogger("autodiffeq")
+
+#: ``sensealg=None`` uses a forward method up to this many inputs (``len(u0) + len(p)``)
+FORWARD_THRESHOLD = 100
+
+
+@dataclass
+class GradientRequest:
+    """Everything a sensitivity method needs to know about the differentiated solve.
+
+    Attributes:
+        prob: the problem with plain (unboxed) ``u0`` and ``p``.
+        solver: the solver spec; ``backend``: the backend; ``registry``: the registry.
+        solve_options: keyword arguments of the user's ``solve`` call other than ``alg``,
+            ``saveat``, ``dense``, ``sensealg``, ``backend`` and ``registry`` (tolerances,
+            ``dt``, ``tstops``, solver options, ...).
+        saveat: the requested save times (host array) or ``None`` (every step).
+        wrt_u0, wrt_p: which inputs are differentiated.
+    """
+
+    prob: ODEProblem
+    solver: SolverSpec
+    backend: Backend
+    registry: Registry
+    solve_options: dict[str, Any]
+    saveat: np.ndarray | None
+    wrt_u0: bool = True
+    wrt_p: bool = True
+    _derivatives: dict[str, RHSDerivatives] = field(default_factory=dict, repr=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.prob.shape)
+
+    @property
+    def n(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def p_shape(self) -> tuple[int, ...] | None:
+        """Shape of the differentiated parameters (``None`` when ``p`` is not traced)."""
+        if self.prob.p is None or not self.wrt_p:
+            return None
+        return tuple(np.shape(self.prob.p))
+
+    @property
+    def n_p(self) -> int:
+        ps = self.p_shape
+        return 0 if ps is None else int(np.prod(ps, dtype=np.int64))
+
+    @property
+    def tstops(self) -> np.ndarray:
+        """The user's ``tstops`` together with the ``saveat`` times."""
+        stops = np.asarray(self.solve_options.get("tstops", ()), dtype=np.float64).reshape(-1)
+        if self.saveat is not None:
+            stops = np.concatenate([stops, self.saveat])
+        return np.unique(stops)
+
+    def derivatives(self, mode: str = "auto", prob: ODEProblem | None = None) -> RHSDerivatives:
+        """The right-hand-side derivatives of ``prob`` (default: the request's), cached."""
+        prob = self.prob if prob is None else prob
+        key = f"{mode}:{id(prob)}"
+        if key not in self._derivatives:
+            dtype = self.backend.asarray(np.zeros(1), dtype=None).dtype
+            u0 = prob.u0
+            if hasattr(u0, "dtype"):
+                dtype = self.backend.asarray(u0).dtype
+            self._derivatives[key] = RHSDerivatives(
+                prob.f, prob.p, tuple(prob.shape), self.backend, dtype, prob, mode, self.wrt_p
+            )
+        return self._derivatives[key]
+
+    def solve(self, prob: ODEProblem | None = None, **overrides: Any) -> Solution:
+        """Solve ``prob`` (default: the request's) with the user's options, stepping onto
+        every save time and saving every step, unless ``overrides`` say otherwise."""
+        from .solve import solve
+
+        options = dict(self.solve_options)
+        options.update(options.pop("alg_options", {}))
+        options["tstops"] = self.tstops
+        options.update(overrides)
+        options.setdefault("dense", False)
+        return solve(
+            self.prob if prob is None else prob,
+            self.solver,
+            backend=self.backend.name,
+            registry=self.registry,
+            **options,
+        )
+
+    def make_stepper(self) -> Any:
+        """A fresh stepper of the request's solver on its problem (for replaying steps)."""
+        from .stepper import RHS
+
+        sol_dtype = self.backend.asarray(self.prob.u0).dtype
+        rhs = RHS(
+            self.prob.f, self.prob.p, self.shape, sol_dtype, self.backend, self.prob,
+            convert_output=True, registry=self.registry,
+        )
+        return self.solver.factory(rhs, self.backend, **self.solve_options.get("alg_options", {}))
+
+
+@dataclass
+class ForwardRecord:
+    """The forward solve of a differentiated ``solve`` on its step grid.
+
+    Attributes:
+        solution: the every-step :class:`Solution` (``solution.t`` are the step ends).
+        ts: host array (N+1,) of the step ends; ``us``: backend array (N+1, n) of the states.
+        save_index: indices into ``ts`` of the outputs (the ``saveat`` times, or every step).
+        extra: whatever the method keeps for its reverse/tangent pass.
+    """
+
+    solution: Solution
+    ts: np.ndarray
+    us: Any
+    save_index: np.ndarray
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def t_saved(self) -> np.ndarray:
+        return self.ts[self.save_index]
+
+    @property
+    def u_saved(self) -> Any:
+        xp = self.solution.backend.xp
+        return xp.take(self.us, xp.asarray(self.save_index), axis=0)
+
+    def step_cotangents(self, g: Any, backend: Backend) -> np.ndarray:
+        """Cotangents of the saved states scattered onto the step grid: host (N+1, n)."""
+        g_h = np.asarray(backend.to_host(g), dtype=np.float64)
+        out = np.zeros((len(self.ts), g_h.shape[1]))
+        np.add.at(out, self.save_index, g_h)
+        return out
+
+
+def record_from_solution(request: GradientRequest, sol: Solution, **extra: Any) -> ForwardRecord:
+    """A :class:`ForwardRecord` from an every-step solve made with ``request.solve``."""
+    xp = request.backend.xp
+    n = request.n
+    us = xp.reshape(sol.u, (len(sol.t), n))
+    ts = np.asarray(sol.t, dtype=np.float64)
+    if request.saveat is None:
+        index = np.arange(len(ts))
+    else:
+        tdir = 1.0 if request.prob.tspan[1] > request.prob.tspan[0] else -1.0
+        pos = np.searchsorted(tdir * ts, tdir * request.saveat)
+        pos = np.clip(pos, 0, len(ts) - 1)
+        hit = ts[pos] == request.saveat
+        index = pos[hit]  # a failed solve stops early: only the times it reached
+    return ForwardRecord(sol, ts, us, index, dict(extra))
+
+
+class SensitivityMethod:
+    """Base class of sensitivity methods (what a ``SensitivitySpec.factory`` returns).
+
+    Subclasses implement :meth:`vjp` (reverse methods) and/or :meth:`jvp` (forward methods);
+    a method that lacks one computes it through the other only where that is cheap, or raises
+    :class:`UnsupportedCombination` naming a method that has it. The default :meth:`forward`
+    solves on the step grid and keeps the states.
+    """
+
+    name: str = ""
+
+    def __init__(self, **options: Any) -> None:
+        if options:
+            raise TypeError(f"{type(self).__name__} takes no options, got {sorted(options)}")
+
+    def forward(self, request: GradientRequest) -> ForwardRecord:
+        return record_from_solution(request, request.solve())
+
+    def vjp(self, request: GradientRequest, record: ForwardRecord, g: Any) -> tuple[Any, Any]:
+        """Cotangent ``g`` (backend (nsave, n)) of the saved states → ``(g_u0, g_p)``, flat
+        backend arrays (``None`` for an input not differentiated)."""
+        raise UnsupportedCombination(
+            f"sensitivity method {self.name!r} has no reverse mode (vector-Jacobian product); "
+            "use an adjoint method such as 'InterpolatingAdjoint' or 'DiscreteAdjoint'",
+            ("DiscreteAdjoint", "InterpolatingAdjoint", "ReverseMode"),
+        )
+
+    def jvp(self, request: GradientRequest, record: ForwardRecord, du0: Any, dp: Any) -> Any:
+        """Tangents ``du0`` (flat (n,) or ``None``) and ``dp`` (flat (m,) or ``None``) → the
+        tangent of the saved states, backend (nsave, n)."""
+        raise UnsupportedCombination(
+            f"sensitivity method {self.name!r} has no forward mode (Jacobian-vector product); "
+            "use 'ForwardSensitivity' or 'ForwardMode' with autograd.make_jvp",
+            ("ForwardSensitivity", "ForwardMode"),
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+# --------------------------------------------------------------------------- choice
+def sensitivity_method(
+    name: str, registry: Registry | None = None, **options: Any
+) -> SensitivityMethod:
+    """A configured sensitivity method, e.g.
+    ``ade.sensitivity_method("InterpolatingAdjoint", checkpointing=True)``."""
+    from .registry import registry as default_registry
+
+    reg = registry if registry is not None else default_registry()
+    spec = reg.sensitivity(name)
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        from .errors import InvalidArgument
+
+        raise InvalidArgument(
+            f"unknown option(s) {unknown} for sensitivity method {spec.name!r}; it accepts: "
+            + (", ".join(spec.options) or "none")
+        )
+    method = spec.factory(**options)
+    method.name = spec.name
+    return method
+
+
+def choose_sensitivity(
+    reg: Registry, sensealg: Any, solver: SolverSpec, backend: Backend, prob: ODEProblem
+) -> tuple[SensitivitySpec | None, SensitivityMethod]:
+    """Resolve ``sensealg`` (name, spec, method object or ``None``) to a method object."""
+    if isinstance(sensealg, SensitivityMethod):
+        spec = None
+        if sensealg.name and sensealg.name in {s.name for s in reg.sensitivities()}:
+            spec = reg.sensitivity(sensealg.name)
+            reg.compatible(solver, backend.name, spec, prob).raise_if_incompatible()
+        return spec, sensealg
+    if isinstance(sensealg, (str, SensitivitySpec)):
+        spec = reg.sensitivity(sensealg)
+        reg.compatible(solver, backend.name, spec, prob).raise_if_incompatible()
+        return spec, sensitivity_method(spec.name, reg)
+    if sensealg is not None:
+        raise InvalidType(
+            "sensealg must be a sensitivity method name, a SensitivitySpec, a method object "
+            f"(ade.sensitivity_method(...)) or None, got {type(sensealg).__name__}"
+        )
+    n_in = int(np.size(unbox(prob.u0))) + (0 if prob.p is None else int(np.size(prob.p)))
+    mode = "forward" if n_in <= FORWARD_THRESHOLD else "reverse"
+    usable = [s for s in reg.sensitivities() if reg.compatible(solver, backend.name, s, prob)]
+    if not usable:
+        raise UnsupportedCombination(
+            f"no registered sensitivity method can differentiate solver {solver.name!r} on "
+            f"backend {backend.name!r}",
+            tuple(s.name for s in reg.sensitivities()),
+        )
+    preferred = [s for s in usable if s.mode == mode] or usable
+    spec = max(preferred, key=lambda s: s.default_priority)
+    logger.debug(
+        "sensealg=None: %d inputs (len(u0) + len(p)) -> %s method %s",
+        n_in, mode, spec.name,
+    )
+    return spec, sensitivity_method(spec.name, reg)
+
+
+# --------------------------------------------------------------------------- primitive
+class _Context:
+    """State shared by one differentiated solve's forward pass and its VJP/JVP."""
+
+    def __init__(
+        self, request: GradientRequest, method: SensitivityMethod, auto: bool = False
+    ) -> None:
+        self.request = request
+        self.method = method
+        self.auto = auto  # chosen by sensealg=None: a JVP may use a forward method instead
+        self.record: ForwardRecord | None = None
+
+    def jvp(self, du0: Any, dp: Any) -> Any:
+        request, record = self.request, self.record
+        try:
+            return self.method.jvp(request, record, du0, dp)
+        except UnsupportedCombination:
+            if not self.auto:
+                raise
+        reg = request.registry
+        forward = [
+            s
+            for s in reg.sensitivities()
+            if s.mode == "forward"
+            and reg.compatible(request.solver, request.backend.name, s, request.prob)
+        ]
+        if not forward:
+            raise UnsupportedCombination(
+                f"no forward sensitivity method is registered for solver {request.solver.name!r}"
+                " on this backend, so autograd.make_jvp cannot go through solve",
+                (),
+            )
+        spec = max(forward, key=lambda s: s.default_priority)
+        method = sensitivity_method(spec.name, reg)
+        logger.debug("JVP through solve: %s has none, using %s", self.method.name, spec.name)
+        return method.jvp(request, method.forward(request), du0, dp)
+
+
+def _define_primitive() -> Any:
+    from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
+
+    @primitive
+    def solve_primitive(u0: Any, p: Any, ctx: _Context) -> np.ndarray:
+        request = ctx.request
+        ctx.record = ctx.method.forward(request)
+        saved = request.backend.to_host(ctx.record.u_saved)
+        return np.reshape(np.asarray(saved), (len(ctx.record.save_index), *request.shape))
+
+    def vjp_maker(argnums: tuple[int, ...], ans: Any, args: tuple, kwargs: dict) -> Any:
+        ctx = args[2]
+        request, record, method = ctx.request, ctx.record, ctx.method
+        be = request.backend
+
+        def vjp(g: Any) -> tuple[Any, ...]:
+            g_flat = be.asarray(np.reshape(np.asarray(g), (len(record.save_index), request.n)))
+            g_u0, g_p = method.vjp(request, record, g_flat)
+            out = []
+            for argnum in argnums:
+                if argnum == 0:
+                    out.append(_host_shaped(be, g_u0, request.shape))
+                else:
+                    out.append(_host_shaped(be, g_p, request.p_shape))
+            return tuple(out)
+
+        return vjp
+
+    def jvp_maker(
+        argnums: tuple[int, ...], gs: tuple, ans: Any, args: tuple, kwargs: dict
+    ) -> Any:
+        ctx = args[2]
+        request = ctx.request
+        be = request.backend
+        tangents = dict(zip(argnums, gs, strict=True))
+        du0 = tangents.get(0)
+        dp = tangents.get(1)
+        du0 = None if du0 is None else be.asarray(np.reshape(np.asarray(du0), (request.n,)))
+        dp = None if dp is None else be.asarray(np.reshape(np.asarray(dp), (request.n_p,)))
+        out = ctx.jvp(du0, dp)
+        return np.reshape(np.asarray(be.to_host(out)), np.shape(ans))
+
+    defvjp_argnums(solve_primitive, vjp_maker)
+    defjvp_argnums(solve_primitive, jvp_maker)
+    return solve_primitive
+
+
+_PRIMITIVE: Any = None
+
+
+def _host_shaped(be: Backend, x: Any, shape: tuple[int, ...] | None) -> Any:
+    if x is None or shape is None:
+        return np.zeros(shape or ())
+    return np.reshape(np.asarray(be.to_host(x), dtype=np.float64), shape)
+
+
+class TracedSolution(Solution):
+    """A :class:`Solution` whose ``u`` is being differentiated (an autograd box on the host).
+
+    ``sol.u`` has shape ``(len(sol.t), *u0.shape)``; ``sol(t)`` is not differentiable through
+    the dense output: pass the times as ``saveat`` instead.
+    """
+
+    sensealg: str = ""
+
+    def __call__(self, t: Any) -> Any:
+        raise UnsupportedCombination(
+            f"sol(t) is not differentiable with sensitivity method {self.sensealg!r} (the "
+            "dense interpolant is not part of the differentiated output): pass the times as "
+            "solve(..., saveat=times) and use sol.u",
+            (),
+        )
+
+
+def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any]) -> Solution:
+    """``solve`` when ``prob.u0`` or ``prob.p`` is traced by autograd (see module doc)."""
+    global _PRIMITIVE
+    from .registry import registry as default_registry
+    from .solve import _check_saveat, _check_tolerances, _resolve_backend, _resolve_solver
+
+    reg = options.pop("registry", None) or default_registry()
+    sensealg = options.pop("sensealg", None)
+    backend_name = options.pop("backend", None)
+    saveat = options.pop("saveat", None)
+    options.pop("dense", None)
+    wrt_u0, wrt_p = is_traced(prob.u0), contains_traced(prob.p)
+    p_val = unbox(prob.p)
+    if wrt_p and not is_traced(prob.p):
+        raise InvalidType(
+            "p must be an array to be differentiated, not a container holding traced values "
+            f"({type(p_val).__name__}); flatten it, e.g. with autograd.misc.flatten"
+        )
+    if wrt_p:
+        try:
+            p_val = np.asarray(p_val, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidType(
+                "p must be an array of numbers to be differentiated (flatten containers, e.g. "
+                f"with autograd.misc.flatten), got {type(p_val).__name__}"
+            ) from None
+    primal = prob.remake(u0=np.asarray(unbox(prob.u0)), p=p_val)
+    be = _resolve_backend(reg, backend_name)
+    rtol_s, _ = _check_tolerances(options.get("rtol", 1e-3), options.get("atol", 1e-6))
+    spec = _resolve_solver(reg, alg, primal, be, rtol_s)
+    t0, t1 = primal.tspan
+    save_times = _check_saveat(saveat, t0, t1, 1.0 if t1 > t0 else -1.0)
+    known = {"rtol", "atol", "dt", "adaptive", "tstops", "maxiters", "dtmin", "dtmax", "seed",
+             "progress"}
+    alg_options = {k: options.pop(k) for k in list(options) if k not in known}
+    sens_spec, method = choose_sensitivity(reg, sensealg, spec, be, primal)
+    request = GradientRequest(
+        prob=primal,
+        solver=spec,
+        backend=be,
+        registry=reg,
+        solve_options={**options, "alg_options": alg_options},
+        saveat=save_times,
+        wrt_u0=wrt_u0,
+        wrt_p=wrt_p,
+    )
+    ctx = _Context(request, method, auto=sensealg is None)
+    if _PRIMITIVE is None:
+        _PRIMITIVE = _define_primitive()
+    u_out = _PRIMITIVE(prob.u0, prob.p, ctx)
+    record = ctx.record
+    fwd = record.solution
+    sol = TracedSolution(
+        t=record.t_saved,
+        u=u_out,
+        retcode=fwd.retcode,
+        stats=fwd.stats,
+        alg=fwd.alg,
+        prob=prob,
+        backend=be,
+        shape=request.shape,
+        dense_output=None,
+        options=fwd.options,
+    )
+    sol.sensealg = method.name or type(method).__name__
+    logger.debug("differentiated solve: %s with sensealg %s", spec.name, sol.sensealg)
+    del sens_spec
+    return sol

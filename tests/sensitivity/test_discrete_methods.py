@@ -1,0 +1,187 @@
+"""Discrete sensitivity methods (ReverseMode, ForwardMode, DiscreteAdjoint) against the
+matrix-exponential truth, finite differences and each other."""
+
+from __future__ import annotations
+
+import autograd.numpy as anp
+import numpy as np
+import pytest
+import scipy.linalg
+from autograd import grad, jacobian, make_jvp
+
+import autodiffeq as ade
+
+METHODS = ["DiscreteAdjoint", "ReverseMode", "ForwardMode"]
+
+
+def lotka_volterra(u, p, t):
+    return anp.stack([p[0] * u[0] - p[1] * u[0] * u[1], -p[2] * u[1] + p[3] * u[0] * u[1]])
+
+
+U0 = np.array([1.0, 1.0])
+P0 = np.array([1.5, 1.0, 3.0, 1.0])
+TS = np.linspace(0.0, 4.0, 9)
+
+
+def lv_loss(p, u0=U0, sensealg="DiscreteAdjoint", rtol=1e-8, alg="Tsit5"):
+    prob = ade.ODEProblem(lotka_volterra, u0, (0.0, 4.0), p)
+    sol = ade.solve(prob, alg, saveat=TS, rtol=rtol, atol=rtol * 1e-2, sensealg=sensealg)
+    return anp.sum((sol.u - 1.0) ** 2)
+
+
+def central_fd(fun, x, h=1e-6):
+    out = np.zeros(x.size)
+    for j in range(x.size):
+        e = np.zeros(x.size)
+        e[j] = h
+        out[j] = (fun(x + e) - fun(x - e)) / (2 * h)
+    return out
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_gradients_agree_with_finite_differences(method):
+    g_p = grad(lambda p: lv_loss(p, sensealg=method))(P0)
+    g_u0 = grad(lambda u: lv_loss(P0, u, sensealg=method))(U0)
+    fd_p = central_fd(lambda p: lv_loss(p, rtol=1e-11), P0)
+    fd_u0 = central_fd(lambda u: lv_loss(P0, u, rtol=1e-11), U0)
+    np.testing.assert_allclose(g_p, fd_p, rtol=1e-5)
+    np.testing.assert_allclose(g_u0, fd_u0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("alg", ["Tsit5", "Vern7", "DP5", "BS3", "RK4"])
+def test_discrete_adjoint_matches_reverse_mode_to_rounding(alg):
+    kwargs = {"alg": alg, "rtol": 1e-6}
+    if alg == "RK4":
+        kwargs = {"alg": alg, "rtol": 1e-6}
+        ref = grad(lambda p: _fixed_loss(p, "ReverseMode"))(P0)
+        got = grad(lambda p: _fixed_loss(p, "DiscreteAdjoint"))(P0)
+    else:
+        ref = grad(lambda p: lv_loss(p, sensealg="ReverseMode", **kwargs))(P0)
+        got = grad(lambda p: lv_loss(p, sensealg="DiscreteAdjoint", **kwargs))(P0)
+    np.testing.assert_allclose(got, ref, rtol=1e-11)
+
+
+def _fixed_loss(p, sensealg):
+    prob = ade.ODEProblem(lotka_volterra, U0, (0.0, 4.0), p)
+    sol = ade.solve(prob, "RK4", dt=0.05, adaptive=False, saveat=TS, sensealg=sensealg)
+    return anp.sum((sol.u - 1.0) ** 2)
+
+
+def _linear(p_shape):
+    """u' = A(p) u with A = p reshaped to 3x3: exact solution expm(t A) u0."""
+
+    def f(u, p, t):
+        return anp.dot(anp.reshape(p, (3, 3)), u)
+
+    return f
+
+
+def test_matrix_shaped_p_against_matrix_exponential_frechet_derivative():
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(3, 3)) * 0.5 - np.eye(3)
+    u0 = rng.normal(size=3)
+    c = rng.normal(size=3)
+    T = 1.3
+
+    def f(u, p, t):
+        return anp.dot(p, u)
+
+    def loss(P, sensealg):
+        prob = ade.ODEProblem(f, u0, (0.0, T), P)
+        sol = ade.solve(prob, "Vern7", saveat=[T], rtol=1e-12, atol=1e-14, sensealg=sensealg)
+        return anp.sum(c * sol.u[-1])
+
+    exact = np.zeros((3, 3))
+    for i in range(3):
+        for j in range(3):
+            E = np.zeros((3, 3))
+            E[i, j] = 1.0
+            _, dexp = scipy.linalg.expm_frechet(T * A, T * E)
+            exact[i, j] = c @ dexp @ u0
+    for method in METHODS:
+        g = grad(loss)(A, method)
+        assert g.shape == (3, 3)
+        np.testing.assert_allclose(g, exact, rtol=1e-8, atol=1e-10)
+
+
+def test_jvp_and_vjp_are_transposes():
+    rng = np.random.default_rng(0)
+    v_in = rng.normal(size=4)
+
+    def saved(p, sensealg):
+        prob = ade.ODEProblem(lotka_volterra, U0, (0.0, 4.0), p)
+        return ade.solve(prob, "Tsit5", saveat=TS, rtol=1e-8, sensealg=sensealg).u
+
+    w_out = rng.normal(size=(len(TS), 2))
+    _, jv = make_jvp(lambda p: saved(p, "ForwardMode"))(P0)(v_in)
+    vj = grad(lambda p: anp.sum(w_out * saved(p, "DiscreteAdjoint")))(P0)
+    np.testing.assert_allclose(np.sum(w_out * jv), vj @ v_in, rtol=1e-10)
+    J = jacobian(lambda p: saved(p, "ReverseMode"))(P0)
+    np.testing.assert_allclose(np.tensordot(J, v_in, axes=1), jv, rtol=1e-9, atol=1e-12)
+
+
+def test_final_state_loss_and_every_step_outputs():
+    def loss(p):
+        prob = ade.ODEProblem(lotka_volterra, U0, (0.0, 2.0), p)
+        sol = ade.solve(prob, "Tsit5", rtol=1e-10, atol=1e-12, sensealg="DiscreteAdjoint")
+        assert len(sol.t) > 5 and sol.t[-1] == 2.0
+        return anp.sum(sol.u[-1] ** 2)
+
+    def plain(p):
+        sol = ade.solve(ade.ODEProblem(lotka_volterra, U0, (0.0, 2.0), p), "Vern7",
+                        rtol=1e-12, atol=1e-14, saveat=[2.0])
+        return float(np.sum(sol.u[-1] ** 2))
+
+    np.testing.assert_allclose(grad(loss)(P0), central_fd(plain, P0), rtol=1e-6)
+
+
+def test_dense_output_of_a_traced_solve_is_a_clear_error():
+    def loss(p):
+        sol = ade.solve(ade.ODEProblem(lotka_volterra, U0, (0.0, 1.0), p), "Tsit5")
+        return anp.sum(sol(0.5))
+
+    with pytest.raises(ade.UnsupportedCombination, match="saveat"):
+        grad(loss)(P0)
+
+
+def test_traced_p_must_be_an_array():
+    def loss(x):
+        prob = ade.ODEProblem(lambda u, p, t: -p["k"] * u, U0, (0.0, 1.0), {"k": x})
+        return anp.sum(ade.solve(prob, "Tsit5", sensealg="DiscreteAdjoint").u)
+
+    with pytest.raises(ade.InvalidType, match="p must be an array"):
+        grad(loss)(1.0)
+
+
+def test_unknown_sensealg_names_the_closest_match():
+    with pytest.raises(ade.UnknownName, match="DiscreteAdjoint"):
+        grad(lambda p: lv_loss(p, sensealg="DiscretAdjoint"))(P0)
+
+
+def test_checkpointed_discrete_adjoint_equals_the_stored_one():
+    stored = grad(lambda p: lv_loss(p, sensealg="DiscreteAdjoint"))(P0)
+    method = ade.sensitivity_method("DiscreteAdjoint", checkpoint_every=4)
+    chk = grad(lambda p: lv_loss(p, sensealg=method))(P0)
+    np.testing.assert_allclose(chk, stored, rtol=1e-12)
+
+
+def test_default_sensealg_is_forward_for_small_and_adjoint_for_large_problems():
+    prob = ade.ODEProblem(lotka_volterra, U0, (0.0, 1.0), P0)
+    chosen = {}
+
+    def loss(p, u0):
+        sol = ade.solve(prob.remake(p=p, u0=u0), "Tsit5")
+        chosen["name"] = sol.sensealg
+        return anp.sum(sol.u[-1])
+
+    grad(loss)(P0, U0)
+    assert ade.registry().sensitivity(chosen["name"]).mode == "forward"
+
+    def big(u0):
+        sol = ade.solve(ade.ODEProblem(lambda u, p, t: -u, u0, (0.0, 1.0)), "Tsit5")
+        chosen["name"] = sol.sensealg
+        return anp.sum(sol.u[-1])
+
+    g = grad(big)(np.ones(150))
+    np.testing.assert_allclose(g, np.exp(-1.0) * np.ones(150), rtol=1e-3)
+    assert ade.registry().sensitivity(chosen["name"]).mode == "reverse"
