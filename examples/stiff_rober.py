@@ -1,5 +1,5 @@
 """Robertson's chemical kinetics (ROBER) to t = 1e11: an explicit solver gives up, a
-Rosenbrock solver does not.
+Rosenbrock solver and the default (stiffness-switching) solver do not.
 
     y1' = -k1 y1 + k3 y2 y3
     y2' =  k1 y1 - k2 y2^2 - k3 y2 y3
@@ -11,9 +11,12 @@ reaction rates differ by eleven orders of magnitude, so the problem is very stif
 1. runs the explicit Tsit5 with ``maxiters=20000``: it detects the stiffness (a
    ``StiffnessWarning``) and stops with retcode ``MaxIters`` long before t = 1e11;
 2. solves the problem with ``Rodas5P`` (analytic Jacobian, log-spaced ``saveat``);
-3. checks the conservation law y1 + y2 + y3 = 1 at every saved time;
-4. compares with SciPy's Radau at the same times;
-5. plots y1, 1e4 * y2 and y3 on a logarithmic time axis (``stiff_rober.png`` next to this file,
+3. solves it with the default algorithm, ``ade.solve(prob)`` without ``alg``: at this tight
+   tolerance that is ``AutoVern7Rodas5P``, which starts with Vern7 and hands over to Rodas5P
+   as soon as the initial transient has decayed (t ~ 0.02);
+4. checks the conservation law y1 + y2 + y3 = 1 at every saved time;
+5. compares both with SciPy's Radau at the same times;
+6. plots y1, 1e4 * y2 and y3 on a logarithmic time axis (``stiff_rober.png`` next to this file,
    or ``--out PATH``).
 
 Run::
@@ -91,14 +94,34 @@ def rosenbrock_solve(prob: ade.ODEProblem) -> ade.Solution:
     return sol
 
 
-def check_conservation(sol: ade.Solution) -> None:
-    drift = np.abs(np.asarray(sol.u).sum(axis=1) - 1.0)
-    i = int(np.argmax(drift))
-    print(f"[3] conservation: max |y1 + y2 + y3 - 1| = {drift[i]:.2e} (at t = {sol.t[i]:.3g})")
+def default_solve(prob: ade.ODEProblem) -> ade.Solution:
+    print(f"[3] the default algorithm, ade.solve(prob) without alg, rtol={RTOL:g}, atol={ATOL:g}")
+    t0 = time.perf_counter()
+    # dense=True keeps the stepper (and its switch log) next to the saveat values
+    sol = ade.solve(prob, rtol=RTOL, atol=ATOL, saveat=SAVEAT, dense=True)
+    st = sol.stats
+    print(f"    {sol.alg.name}: retcode {sol.retcode} in {time.perf_counter() - t0:.2f} s: "
+          f"{st.naccept} steps ({st.nreject} rejected), nf={st.nf}, njac={st.njac}, "
+          f"nfactor={st.nfactor}")
+    stepper = sol.dense_output.stepper
+    for t, kind in stepper.switches:
+        print(f"    switched to the {kind} component "
+              f"({stepper.names[0] if kind == 'nonstiff' else stepper.names[1]}) at t = {t:.3g}")
+    if not sol.success:
+        sys.exit("the default algorithm failed")
+    return sol
 
 
-def compare_radau(sol: ade.Solution) -> np.ndarray:
-    print("[4] SciPy Radau (rtol=1e-10, atol=1e-16, analytic Jacobian) at the same times")
+def check_conservation(sols: dict[str, ade.Solution]) -> None:
+    for name, sol in sols.items():
+        drift = np.abs(np.asarray(sol.u).sum(axis=1) - 1.0)
+        i = int(np.argmax(drift))
+        print(f"[4] {name} conservation: max |y1 + y2 + y3 - 1| = {drift[i]:.2e} "
+              f"(at t = {sol.t[i]:.3g})")
+
+
+def compare_radau(sols: dict[str, ade.Solution]) -> np.ndarray:
+    print("[5] SciPy Radau (rtol=1e-10, atol=1e-16, analytic Jacobian) at the same times")
     t0 = time.perf_counter()
     ref = solve_ivp(lambda t, u: rober(u, K, t), (0.0, T1), U0, method="Radau", rtol=1e-10,
                     atol=1e-16, t_eval=SAVEAT, jac=lambda t, u: rober_jac(u, K, t))
@@ -106,14 +129,17 @@ def compare_radau(sol: ade.Solution) -> np.ndarray:
         sys.exit(f"Radau failed: {ref.message}")
     print(f"    Radau: {len(ref.t)} saved points, nfev={ref.nfev}, "
           f"{time.perf_counter() - t0:.2f} s")
-    ours, theirs = np.asarray(sol.u), ref.y.T
-    for j in range(3):
-        mask = np.abs(theirs[:, j]) > 1e-8
-        rel = np.abs(ours[mask, j] - theirs[mask, j]) / np.abs(theirs[mask, j])
-        absdiff = np.max(np.abs(ours[:, j] - theirs[:, j]))
-        print(f"    y{j + 1}: max abs difference {absdiff:.2e}; max relative difference "
-              f"{rel.max():.2e} over the {mask.sum()} times where |y{j + 1}| > 1e-8; at "
-              f"t = 1e11: {abs(ours[-1, j] - theirs[-1, j]) / abs(theirs[-1, j]):.2e}")
+    theirs = ref.y.T
+    for name, sol in sols.items():
+        ours = np.asarray(sol.u)
+        print(f"    {name}:")
+        for j in range(3):
+            mask = np.abs(theirs[:, j]) > 1e-8
+            rel = np.abs(ours[mask, j] - theirs[mask, j]) / np.abs(theirs[mask, j])
+            absdiff = np.max(np.abs(ours[:, j] - theirs[:, j]))
+            print(f"      y{j + 1}: max abs difference {absdiff:.2e}; max relative difference "
+                  f"{rel.max():.2e} over the {mask.sum()} times where |y{j + 1}| > 1e-8; at "
+                  f"t = 1e11: {abs(ours[-1, j] - theirs[-1, j]) / abs(theirs[-1, j]):.2e}")
     return theirs
 
 
@@ -139,7 +165,7 @@ def plot(sol: ade.Solution, ref: np.ndarray, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     plt.close(fig)
-    print(f"[5] wrote {out}")
+    print(f"[6] wrote {out}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -149,8 +175,10 @@ def main(argv: list[str] | None = None) -> None:
     prob = ade.ODEProblem(rober, U0, (0.0, T1), K, jac=rober_jac)
     explicit_attempt(prob)
     sol = rosenbrock_solve(prob)
-    check_conservation(sol)
-    ref = compare_radau(sol)
+    default = default_solve(prob)
+    sols = {"Rodas5P": sol, f"default ({default.alg.name})": default}
+    check_conservation(sols)
+    ref = compare_radau(sols)
     plot(sol, ref, args.out)
 
 

@@ -48,8 +48,30 @@ def test_van_der_pol_nonstiff_dense_output_matches_scipy(alg):
 
 
 def test_default_algorithm_depends_on_tolerance(decay_problem):
-    assert ade.solve(decay_problem).alg.name == "Tsit5"
-    assert ade.solve(decay_problem, rtol=1e-10, atol=1e-12).alg.name == "Vern7"
+    # SciML's default: a non-stiff method that switches to Rodas5P when the problem turns
+    # stiff; Tsit5 at moderate tolerances, Vern7 below rtol = 1e-7
+    moderate = ade.solve(decay_problem)
+    assert moderate.alg.name == "AutoTsit5Rodas5P"
+    assert ade.solve(decay_problem, rtol=1e-7, atol=1e-9).alg.name == "AutoTsit5Rodas5P"
+    tight = ade.solve(decay_problem, rtol=1e-10, atol=1e-12)
+    assert tight.alg.name == "AutoVern7Rodas5P"
+    # u' = -u is not stiff: both stay explicit and are as accurate as asked
+    for sol, rtol in ((moderate, 1e-3), (tight, 1e-10)):
+        assert sol.success and sol.dense_output.stepper.switches == []
+        np.testing.assert_allclose(sol.u[-1], np.exp(-1.0) * np.array([1.0, 2.0]),
+                                   rtol=10 * rtol)
+
+
+def test_default_algorithm_is_stiff_aware():
+    # u' = -1e4 (u - cos t) - sin t (u = cos t): the explicit Tsit5 would need ~1e4 steps of
+    # |dt| <= 3.5e-4 to cross [0, 1]; the default switches to Rodas5P and needs few
+    prob = ade.ODEProblem(lambda u, p, t: -1e4 * (u - np.cos(t)) - np.sin(t), [1.0],
+                          (0.0, 1.0))
+    sol = ade.solve(prob, rtol=1e-6, atol=1e-9)
+    assert sol.success and sol.alg.name == "AutoTsit5Rodas5P"
+    assert sol.stats.nsteps < 200
+    times = np.linspace(0.0, 1.0, 11)
+    np.testing.assert_allclose(sol(times)[:, 0], np.cos(times), atol=1e-5)
 
 
 def test_tstops_are_hit_exactly():

@@ -23,6 +23,7 @@ from .errors import (
     UnsupportedCombination,
 )
 from .hookspecs import hookimpl, hookspec
+from .local_sensitivity import LocalSensitivities, local_sensitivities
 from .problems import ODEProblem
 from .registry import Compatibility, PluginLoadWarning, Registry, registry
 from .rhs_derivatives import DerivativeWarning, RHSDerivatives
@@ -53,6 +54,7 @@ __all__ = [
     "EnsembleSpec",
     "InvalidArgument",
     "InvalidType",
+    "LocalSensitivities",
     "ODEProblem",
     "PluginError",
     "PluginLoadWarning",
@@ -74,6 +76,7 @@ __all__ = [
     "get_config",
     "hookimpl",
     "hookspec",
+    "local_sensitivities",
     "registry",
     "sensitivity_method",
     "set_config",

@@ -46,6 +46,9 @@ class ODEProblem:
         paramjac: ``paramjac(u, p, t) -> df/dp``.
         vjp: ``vjp(v, u, p, t) -> (v^T df/du, v^T df/dp)``.
         jvp: ``jvp(v, u, p, t) -> df/du v``.
+        tgrad: ``tgrad(u, p, t) -> df/dt`` (an array of ``u``'s shape): the time derivative
+            stiff (Rosenbrock) solvers need for a non-autonomous ``f``; without it they
+            difference ``f`` in ``t`` (or skip the term when ``f`` does not depend on ``t``).
     """
 
     f: Callable[..., Any]
@@ -58,6 +61,7 @@ class ODEProblem:
     paramjac: Any = None
     vjp: Any = None
     jvp: Any = None
+    tgrad: Any = None
 
     problem_type = "ODE"
 
@@ -74,11 +78,13 @@ class ODEProblem:
         paramjac: Any = None,
         vjp: Any = None,
         jvp: Any = None,
+        tgrad: Any = None,
     ) -> None:
         check_callable(f, "f")
         check_state(u0, "u0")
         t0, t1 = check_tspan(tspan)
-        for name, value in (("jac", jac), ("paramjac", paramjac), ("vjp", vjp), ("jvp", jvp)):
+        for name, value in (("jac", jac), ("paramjac", paramjac), ("vjp", vjp), ("jvp", jvp),
+                            ("tgrad", tgrad)):
             if value is not None and name != "jac":
                 check_callable(value, name)
         if jac is not None and not callable(jac) and not hasattr(jac, "shape"):
@@ -94,6 +100,7 @@ class ODEProblem:
         set_(self, "paramjac", paramjac)
         set_(self, "vjp", vjp)
         set_(self, "jvp", jvp)
+        set_(self, "tgrad", tgrad)
 
     def remake(self, **changes: Any) -> ODEProblem:
         """A copy with some fields replaced, e.g. ``prob.remake(p=new_p)``; validated anew."""

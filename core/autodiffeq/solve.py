@@ -278,11 +278,19 @@ def _unknown_backend(name: str, source: str, usable: str, reg: Registry) -> Unkn
 
 
 def choose_default_solver(reg: Registry, prob: Any, backend: Backend, rtol: float) -> SolverSpec:
-    """The default solver: SciML-style, by capabilities.
+    """The default solver: SciML-style, by capabilities (nothing is chosen by name).
 
     Candidates are adaptive solvers for the problem type with ``default_priority > 0`` that are
     compatible with the problem and backend. Tight tolerances (``rtol < 1e-7``) prefer order 7,
-    others order 5; ties go to the higher ``default_priority``.
+    others order 5 (the split of OrdinaryDiffEq.jl's default algorithm, Rackauckas & Nie 2017);
+    among solvers of the preferred order the highest ``default_priority`` wins.
+
+    With the built-in plugins this gives the stiffness-switching composites, as SciML's
+    default does: ``AutoTsit5Rodas5P`` at moderate tolerances and ``AutoVern7Rodas5P`` at tight
+    ones (priority 20; they declare the order of their non-stiff component, start stiff on
+    mass-matrix problems and switch to Rodas5P when stiffness is detected). Where they are not
+    compatible, e.g. on a backend without the ``"lu"`` capability that Rosenbrock methods need,
+    the plain ``Tsit5`` / ``Vern7`` (priority 10) are chosen instead.
     """
     target = 7 if rtol < 1e-7 else 5
     candidates = [

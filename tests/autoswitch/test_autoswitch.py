@@ -1,5 +1,7 @@
-"""Stiffness switching: AutoTsit5Rodas5P switches to the stiff method when the problem becomes
-stiff and back when it stops being stiff, with accuracy checked against SciPy's Radau."""
+"""Stiffness switching by name: AutoTsit5Rodas5P and AutoVern7Rodas5P switch to the stiff method
+when the problem becomes stiff and back when it stops being stiff, with accuracy checked against
+SciPy's Radau and analytic solutions; both run the conformance kit (as their non-stiff
+component on its non-stiff problems, so with the declared orders 5 and 7)."""
 
 from __future__ import annotations
 
@@ -31,18 +33,24 @@ def _vdp(u, p, t):
     return np.array([u[1], p * (1 - u[0] ** 2) * u[1] - u[0]])
 
 
+def _vdp_jac(u, p, t):
+    return np.array([[0.0, 1.0], [-2.0 * p * u[0] * u[1] - 1.0, p * (1 - u[0] ** 2)]])
+
+
 def test_van_der_pol_stiff_is_solved_accurately(monkeypatch):
     log = _switch_log(monkeypatch)
     prob = ade.ODEProblem(_vdp, [2.0, 0.0], (0.0, 3000.0), 1000.0)
     sol = ade.solve(prob, "AutoTsit5Rodas5P", rtol=1e-7, atol=1e-9, saveat=[1000.0, 3000.0])
     ref = solve_ivp(lambda t, u: _vdp(u, 1000.0, t), (0, 3000), [2.0, 0.0], method="Radau",
-                    rtol=1e-11, atol=1e-13, t_eval=[1000.0, 3000.0]).y.T
+                    rtol=1e-10, atol=1e-12, t_eval=[1000.0, 3000.0],
+                    jac=lambda t, u: _vdp_jac(u, 1000.0, t)).y.T
     assert sol.success
     assert np.max(np.abs(sol.u[:, 0] - ref[:, 0])) < 1e-4
     assert log and log[0][1] == 1  # switched to the stiff component
 
 
-def test_switches_both_ways_and_stays_accurate(monkeypatch):
+@pytest.mark.parametrize("alg", ["AutoTsit5Rodas5P", "AutoVern7Rodas5P"])
+def test_switches_both_ways_and_stays_accurate(monkeypatch, alg):
     """u' = -lambda(t) (u - cos t) - sin t has the solution u = cos t for u(0) = 1; it is stiff
     while lambda = 1e5 (t < 5) and non-stiff afterwards (lambda = 0.5)."""
     log = _switch_log(monkeypatch)
@@ -52,7 +60,7 @@ def test_switches_both_ways_and_stays_accurate(monkeypatch):
         return -lam * (u - np.cos(t)) - np.sin(t)
 
     prob = ade.ODEProblem(f, np.array([1.0]), (0.0, 20.0))
-    sol = ade.solve(prob, "AutoTsit5Rodas5P", rtol=1e-6, atol=1e-8, tstops=[5.0])
+    sol = ade.solve(prob, alg, rtol=1e-6, atol=1e-8, tstops=[5.0])
     assert sol.success
     times = np.linspace(0.0, 20.0, 81)
     assert np.max(np.abs(sol(times)[:, 0] - np.cos(times))) < 1e-4
@@ -61,15 +69,17 @@ def test_switches_both_ways_and_stays_accurate(monkeypatch):
     assert directions.index(1) < len(directions) - 1 - directions[::-1].index(0)
 
 
-def test_mass_matrix_problems_start_stiff():
+@pytest.mark.parametrize("alg", ["AutoTsit5Rodas5P", "AutoVern7Rodas5P"])
+def test_mass_matrix_problems_start_stiff(alg):
     M = np.diag([1.0, 0.0])
 
     def f(u, p, t):  # u0' = -u0 + u1, 0 = u1 - 2 u0   ->  u0' = u0
         return np.array([-u[0] + u[1], u[1] - 2 * u[0]])
 
     prob = ade.ODEProblem(f, np.array([1.0, 2.0]), (0.0, 1.0), mass_matrix=M)
-    sol = ade.solve(prob, "AutoTsit5Rodas5P", rtol=1e-8, atol=1e-10)
+    sol = ade.solve(prob, alg, rtol=1e-8, atol=1e-10)
     assert sol.success and abs(sol.u[-1, 0] - np.e) < 1e-6
+    assert sol.dense_output.stepper.active == 1 and sol.dense_output.stepper.switches == []
 
 
 def test_missing_component_is_an_unsupported_combination():

@@ -13,6 +13,7 @@ import autodiffeq as ade
 from autodiffeq.stepper import RHS
 from autodiffeq.testing import fit_order
 from autodiffeq_plugins.rosenbrock.jacobian import (
+    AUTONOMY_PROBES,
     FiniteDifferenceJacobian,
     derivative_weights,
     fd_jacobian,
@@ -61,11 +62,12 @@ def test_work_counters_and_jacobian_reuse_on_rejected_steps(alg, mode):
     assert st.nfactor == st.nsteps
     assert st.nlinsolve == STAGES[alg] * st.nsteps
     per_jacobian = {"user": 0, "fd": 2 * 3, "fd_forward": 3}[mode]
-    # f(u_n) at each new step point except t0 (Rosenbrock23 takes it from its last stage),
-    # one evaluation per point finds that ROBER does not depend on t
+    # f(u_n) at each new step point except t0 (Rosenbrock23 takes it from its last stage);
+    # once per solve, the probes that find that ROBER does not depend on t (no f_t after)
     f_at_points = 0 if alg == "Rosenbrock23" else st.naccept - 1
-    expected = (2 + STAGE_EVALS[alg] * st.nsteps + f_at_points
-                + st.naccept * (1 + per_jacobian))
+    probes = len(AUTONOMY_PROBES) + 2
+    expected = (2 + probes + STAGE_EVALS[alg] * st.nsteps + f_at_points
+                + st.naccept * per_jacobian)
     assert st.nf == expected
 
 
@@ -182,11 +184,17 @@ def test_time_derivative_nodes_stay_inside_the_step():
 
 
 def test_autonomous_option_skips_the_time_derivative():
+    """ROBER does not depend on t: detected once (a few probe evaluations), so the default
+    gives the same steps as ``autonomous=True``; ``autonomous=False`` spends one evaluation
+    per step point finding that f did not change in t (and gives the same result)."""
     prob = ade.ODEProblem(rober, [1.0, 0.0, 0.0], (0.0, 1e3), jac=rober_jac)
     a = ade.solve(prob, "Rodas5P", rtol=1e-6, atol=1e-10)
     b = ade.solve(prob, "Rodas5P", rtol=1e-6, atol=1e-10, autonomous=True)
+    c = ade.solve(prob, "Rodas5P", rtol=1e-6, atol=1e-10, autonomous=False)
     np.testing.assert_array_equal(a.u, b.u)
-    assert a.stats.nf - b.stats.nf == a.stats.naccept
+    np.testing.assert_array_equal(a.u, c.u)
+    assert a.stats.nf - b.stats.nf == len(AUTONOMY_PROBES) + 2
+    assert c.stats.nf - b.stats.nf == c.stats.naccept
 
 
 def _fixed_step_order(alg, jac, counts=(16, 32, 64, 128)):
@@ -250,20 +258,3 @@ def test_f_returning_one_output_buffer(alg):
     b = ade.solve(ade.ODEProblem(rober, [1.0, 0.0, 0.0], (0.0, 100.0)), alg, **kwargs)
     assert a.stats.naccept == b.stats.naccept
     np.testing.assert_allclose(a.u, b.u, rtol=1e-13, atol=1e-16)
-
-
-def test_unused_jac_prototype_is_announced():
-    import warnings as _warnings
-
-    import numpy as _np
-    import scipy.sparse as _sp
-
-    import autodiffeq as _ade
-
-    prob = _ade.ODEProblem(lambda u, p, t: -u, _np.ones(3), (0.0, 1.0),
-                           jac_prototype=_sp.identity(3))
-    with _warnings.catch_warnings(record=True) as caught:
-        _warnings.simplefilter("always")
-        sol = _ade.solve(prob, "Rodas5P")
-    assert sol.success
-    assert any("jac_prototype" in str(w.message) for w in caught)

@@ -55,6 +55,9 @@ def pytest_configure(config: Any) -> None:
     config.addinivalue_line(
         "markers", "autodiffeq_conformance: a case of the autodiffeq conformance kit"
     )
+    config.addinivalue_line(
+        "markers", "slow: a long conformance case (exhaustive matrix); deselect with -m 'not slow'"
+    )
 
 
 @pytest.fixture

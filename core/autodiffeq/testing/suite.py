@@ -1,4 +1,5 @@
-"""The conformance matrix: every check for every compatible (solver x backend) pair.
+"""The conformance matrix: every check for every compatible (solver x backend) pair, and every
+gradient check for every compatible (solver x sensitivity method x backend) triple.
 
 :func:`conformance_cases` enumerates :class:`Case` objects from the registry's capabilities;
 :func:`conformance_suite` turns them into one parametrised pytest test function, so a
@@ -6,24 +7,33 @@ third-party package needs a two-line test file::
 
     from autodiffeq.testing import conformance_suite
     test_my_plugin = conformance_suite(plugin="my_plugin")
+
+A plugin's gradient cases are those of its solvers with every registered sensitivity method
+and of its sensitivity methods with every registered solver (:mod:`.gradients`).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..registry import Registry
 from ..registry import registry as default_registry
-from ..specs import SolverSpec
+from ..specs import SensitivitySpec, SolverSpec
 from . import checks
+from . import gradients as gradient_checks
 from .problems import CONVERGENCE_PROBLEMS
 
 
 @dataclass(frozen=True)
 class Case:
-    """One conformance check on one solver, backend (and problem)."""
+    """One conformance check on one solver, backend (and problem or sensitivity method).
+
+    ``slow`` cases belong to the exhaustive matrix: :func:`conformance_suite` marks them
+    ``pytest.mark.slow``.
+    """
 
     check: str
     solver: str
@@ -31,10 +41,17 @@ class Case:
     problem: str = ""
     run: Callable[[], Any] = field(default=lambda: None, compare=False, repr=False)
     expected_failure: str | None = None
+    sensitivity: str = ""
+    slow: bool = False
+    methods: tuple[str, ...] = ()  # the sensitivity methods a "grad-agree" case compares
 
     @property
     def id(self) -> str:
-        parts = [self.check, self.solver, self.backend] + ([self.problem] if self.problem else [])
+        """``check-Solver-backend[-problem]``; gradient cases ``check-Solver-Sensitivity-backend``
+        (``grad-fd-Tsit5-DiscreteAdjoint-numpy``) or, comparing methods,
+        ``grad-agree-Solver-backend``."""
+        parts = [self.check, self.solver] + ([self.sensitivity] if self.sensitivity else [])
+        parts += [self.backend] + ([self.problem] if self.problem else [])
         return "-".join(parts)
 
 
@@ -47,6 +64,18 @@ def _expected(spec: SolverSpec, extra: Mapping[str, str], check: str, problem: s
     return None
 
 
+def _expected_gradient(
+    solver: SolverSpec, extra: Mapping[str, str], check: str, sensitivity: str, case_id: str
+) -> str | None:
+    keys = (case_id, f"{solver.name}:{sensitivity}:{check}", f"{sensitivity}:{check}",
+            f"{solver.name}:{check}", check)
+    for source in (extra, solver.expected_failures):
+        for key in keys:
+            if key in source:
+                return source[key]
+    return None
+
+
 def conformance_cases(
     registry: Registry | None = None,
     *,
@@ -54,32 +83,48 @@ def conformance_cases(
     solvers: Iterable[str] | None = None,
     backends: Iterable[str] | None = None,
     expected_failures: Mapping[str, str] | None = None,
+    gradients: bool | str = True,
+    sensitivities: Iterable[str] | None = None,
+    gradient_solvers: Iterable[str] | None = None,
 ) -> list[Case]:
     """Every applicable conformance case for the selected solvers on the usable backends.
 
     Args:
         registry: where to look (default: the default registry with all installed plugins).
-        plugin: only solvers registered by this plugin (entry-point name) or these plugins.
+        plugin: only solvers and sensitivity methods registered by this plugin (entry-point
+            name) or these plugins.
         solvers: only these solver names.
         backends: only these backends (default: every backend available here).
         expected_failures: ``{"check": reason}``, ``{"check[problem]": reason}`` or
             ``{"Solver:check": reason}`` declared failures (in addition to each spec's own
-            ``expected_failures``); they become strict xfails.
+            ``expected_failures``); they become strict xfails. Gradient cases are matched by
+            their id (``"grad-fd-Tsit5-DiscreteAdjoint-numpy"``), ``"Solver:Sensitivity:check"``,
+            ``"Sensitivity:check"``, ``"Solver:check"`` or ``"check"``.
+        gradients: include the gradient cases (``True``), leave them out (``False``) or give
+            only them (``"only"``).
+        sensitivities: only these sensitivity methods in gradient cases.
+        gradient_solvers: the solvers whose full gradient matrix is part of the fast run;
+            the full-matrix cases of the others are marked ``slow`` (default:
+            :func:`~autodiffeq.testing.gradients.representative_solvers`).
     """
     reg = registry if registry is not None else default_registry()
     extra = dict(expected_failures or {})
     plugins = {plugin} if isinstance(plugin, str) else (set(plugin) if plugin else None)
     wanted = set(solvers) if solvers is not None else None
+    if gradients not in (True, False, "only"):
+        raise ValueError(f"gradients must be True, False or 'only', got {gradients!r}")
+    ode_solvers = [s for s in reg.solvers() if "ODE" in s.problem_types]
     specs = [
-        s for s in reg.solvers()
-        if "ODE" in s.problem_types
-        and (plugins is None or s.plugin in plugins)
+        s for s in ode_solvers
+        if (plugins is None or s.plugin in plugins)
         and (wanted is None or s.name in wanted)
     ]
     if wanted is not None:
-        missing = wanted - {s.name for s in specs}
+        missing = wanted - {s.name for s in ode_solvers}
         if missing:
             raise LookupError(f"solvers {sorted(missing)} are not registered")
+    if gradients == "only":
+        specs = []
     usable = [b for b in reg.backends() if b.unavailable_reason() is None]
     if backends is not None:
         chosen = set(backends)
@@ -114,7 +159,84 @@ def conformance_cases(
             if bspec.testing_only:
                 add("no_host_leak", spec, b, "",
                     lambda s=spec, b=b: checks.check_no_host_leak(s, b, reg))
+    if gradients:
+        cases += _gradient_cases(
+            reg, [s for s in ode_solvers if wanted is None or s.name in wanted],
+            [b.name for b in usable], plugins, sensitivities, gradient_solvers, extra,
+        )
     return cases
+
+
+def _gradient_cases(
+    reg: Registry,
+    solver_specs: list[SolverSpec],
+    backends: list[str],
+    plugins: set[str] | None,
+    sensitivities: Iterable[str] | None,
+    gradient_solvers: Iterable[str] | None,
+    extra: Mapping[str, str],
+) -> list[Case]:
+    """The gradient cases (see :mod:`.gradients`) of every (solver, method, backend) triple
+    in which the solver or the method belongs to the selected plugins."""
+    wanted = set(sensitivities) if sensitivities is not None else None
+    methods = [m for m in reg.sensitivities() if wanted is None or m.name in wanted]
+    if wanted is not None:
+        missing = wanted - {m.name for m in methods}
+        if missing:
+            raise LookupError(f"sensitivity methods {sorted(missing)} are not registered")
+
+    def selected(solver: SolverSpec, method: SensitivitySpec) -> bool:
+        return plugins is None or solver.plugin in plugins or method.plugin in plugins
+
+    pairs = [(s, m) for s in solver_specs for m in methods if selected(s, m)]
+    in_pairs = {s.name: s for s, _ in pairs}
+    full = (set(gradient_solvers) if gradient_solvers is not None
+            else gradient_checks.representative_solvers(in_pairs.values()))
+    # the cheap checks run on test-only backends (array_api_strict) in the exhaustive matrix:
+    # the full matrix of the representative solvers covers those backends in the fast run
+    testing_only = {b.name for b in reg.backends() if b.testing_only}
+    cases: list[Case] = []
+
+    def add(check: str, spec: SolverSpec, backend: str, sens: str, fn: Callable[[], Any],
+            slow: bool = False, compared: tuple[str, ...] = ()) -> None:
+        case = Case(check, spec.name, backend, "", fn, None, sens, slow, compared)
+        reason = _expected_gradient(spec, extra, check, sens, case.id)
+        cases.append(replace(case, expected_failure=reason))
+
+    for b in backends:
+        by_solver: dict[str, None] = {}
+        for spec, method in pairs:
+            if not reg.compatible(spec, b, None, "ODE"):
+                continue  # the solver's own "unsupported" case covers this backend
+            m = method.name
+            if not reg.compatible(spec, b, method, "ODE"):
+                add("grad-unsupported", spec, b, m,
+                    lambda s=spec, m=m, b=b: gradient_checks.check_gradient_unsupported(
+                        s, m, b, reg))
+                continue
+            by_solver[spec.name] = None
+            slow = spec.name not in full
+            for check, fn in gradient_checks.CHEAP_CHECKS.items():
+                add(check, spec, b, m, lambda f=fn, s=spec, m=m, b=b: f(s, m, b, reg),
+                    b in testing_only)
+            for check, fn in gradient_checks.FULL_CHECKS.items():
+                add(check, spec, b, m, lambda f=fn, s=spec, m=m, b=b: f(s, m, b, reg), slow)
+        for name in by_solver:
+            # every compatible method, not only the selected ones: a plugin's method is
+            # compared with all the others
+            spec = in_pairs[name]
+            names = tuple(m.name for m in methods if reg.compatible(spec, b, m, "ODE"))
+            if len(names) >= 2:
+                add("grad-agree", spec, b, "",
+                    lambda s=spec, b=b, ms=names: gradient_checks.check_gradient_agreement(
+                        s, b, reg, ms),
+                    name not in full, names)
+    return cases
+
+
+#: gradient cases already parametrised in this process, by (registry, id, expected failure,
+#: methods compared) -> the test module that runs them
+_GRADIENT_OWNERS: dict[tuple[Any, ...], str] = {}
 
 
 def conformance_suite(
@@ -124,42 +246,55 @@ def conformance_suite(
     backends: Iterable[str] | None = None,
     expected_failures: Mapping[str, str] | None = None,
     registry: Registry | Callable[[], Registry] | None = None,
+    gradients: bool | str = True,
+    sensitivities: Iterable[str] | None = None,
+    gradient_solvers: Iterable[str] | None = None,
 ) -> Callable[..., None]:
     """A pytest test function running every conformance case (see :func:`conformance_cases`).
 
     Assign it to a ``test_*`` name in a test module. Test ids are stable:
-    ``check-Solver-backend[-problem]``. Declared expected failures are strict xfails, so a
-    fixed plugin must drop its declaration.
+    ``check-Solver-backend[-problem]`` and, for gradient cases,
+    ``grad-<check>-Solver-Sensitivity-backend`` (``grad-agree-Solver-backend``). Declared
+    expected failures are strict xfails, so a fixed plugin must drop its declaration. Cases
+    of the exhaustive gradient matrix (solvers outside ``gradient_solvers``) are marked
+    ``slow``.
+
+    A gradient case belongs to both its solver's and its method's plugin, so two suites of one
+    test session can select the same case (a solver plugin's and a sensitivity plugin's): it
+    runs in the first test module collected and is skipped, naming that module, in the others.
     """
     import pytest
 
     from .pytest_plugin import selected_backends, strict_plugins
 
     reg = registry() if callable(registry) else registry
+    reg_key: Any = "default" if reg is None else id(reg)
     if reg is None and strict_plugins():
         reg = Registry(entry_points=True, strict=True)
     if backends is None:
         backends = selected_backends()
     cases = conformance_cases(reg, plugin=plugin, solvers=solvers, backends=backends,
-                              expected_failures=expected_failures)
+                              expected_failures=expected_failures, gradients=gradients,
+                              sensitivities=sensitivities, gradient_solvers=gradient_solvers)
     if not cases:
         raise LookupError(
-            f"no conformance cases: no registered ODE solver matches plugin={plugin!r}, "
-            f"solvers={solvers!r} on an available backend"
+            f"no conformance cases: no registered ODE solver or sensitivity method matches "
+            f"plugin={plugin!r}, solvers={solvers!r} on an available backend"
         )
-    params = [
-        pytest.param(
-            case,
-            id=case.id,
-            marks=[pytest.mark.autodiffeq_conformance]
-            + (
-                [pytest.mark.xfail(strict=True, reason=case.expected_failure)]
-                if case.expected_failure
-                else []
-            ),
-        )
-        for case in cases
-    ]
+    owner = sys._getframe(1).f_globals.get("__name__", "?")
+    params = []
+    for case in cases:
+        marks: list[Any] = [pytest.mark.autodiffeq_conformance]
+        if case.expected_failure:
+            marks.append(pytest.mark.xfail(strict=True, reason=case.expected_failure))
+        if case.slow:
+            marks.append(pytest.mark.slow)
+        if case.check.startswith("grad-"):
+            key = (reg_key, case.id, case.expected_failure, case.methods)
+            first = _GRADIENT_OWNERS.setdefault(key, owner)
+            if first != owner:
+                marks.append(pytest.mark.skip(reason=f"run by the conformance suite in {first}"))
+        params.append(pytest.param(case, id=case.id, marks=marks))
 
     @pytest.mark.parametrize("conformance_case", params)
     def test_conformance(conformance_case: Case) -> None:

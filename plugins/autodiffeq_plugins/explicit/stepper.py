@@ -13,7 +13,8 @@ evaluate ``f(u_new)`` at acceptance, which is the next step's first stage and al
 end-point derivative used by Hermite dense output, so it costs nothing extra.
 
 Stiffness detection (Hairer & Wanner, *Solving ODEs II*, IV.2; Shampine 1977) for FSAL
-methods: ``rho = ||k_s - k_{s-1}|| / ||Y_s - Y_{s-1}||`` estimates the dominant eigenvalue;
+methods and methods whose last two stages share a node (Vern7):
+``rho = ||k_s - k_{s-1}|| / ||Y_s - Y_{s-1}||`` estimates the dominant eigenvalue;
 ``|dt| * rho`` beyond the stability boundary on many sampled steps means the step size is
 limited by stability, not accuracy.
 """
@@ -131,7 +132,12 @@ class ExplicitRKStepper(Stepper):
             self._extra_A = backend.asarray(np.asarray(tab.extra.A, dtype=np.float64), dtype=dtype)
         boundary = tab.stability_boundary
         self.stability_boundary = boundary
-        self._detect = bool(stiffness_detection and self.fsal and boundary and self.adaptive)
+        # Hairer's estimate needs two stages at the same node: the FSAL pairs (DP5, Tsit5,
+        # BS3 with its k_end) and Verner's pairs whose last two stages sit at c = 1
+        same_node = len(self.c) >= 2 and self.c[-1] == self.c[-2]
+        self._detect = bool(
+            stiffness_detection and (self.fsal or same_node) and boundary and self.adaptive
+        )
         # stability-limited steps hover just inside the boundary (PI control keeps them
         # there), so the test uses 90% of it, as Hairer's DOPRI5 uses 3.25 of 3.3
         self._boundary = 0.9 * boundary if boundary else 0.0

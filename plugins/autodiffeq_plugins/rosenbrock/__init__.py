@@ -4,7 +4,17 @@
 Shipped methods (tableau-driven, see :mod:`.tableaus`): ``Rosenbrock23`` (Shampine & Reichelt
 1997, MATLAB's ode23s), ``Rodas3P`` (Steinebach 2024), ``Rodas4`` (Hairer & Wanner 1996) and
 ``Rodas5P`` (Steinebach 2023). Each step factors ``W = M / (gamma dt) - J`` once; ``J`` comes
-from ``ODEProblem(jac=...)`` or finite differences (option ``jac_mode``).
+from ``ODEProblem(jac=...)``, autograd or finite differences, dense or compressed by the
+colouring of ``ODEProblem(jac_prototype=...)`` (option ``jac_mode``, see :mod:`.jacobian`);
+``df/dt`` from ``ODEProblem(tgrad=...)``, differences, or not at all for an autonomous ``f``
+(option ``autonomous``).
+
+Sparse linear algebra (declared by :data:`SPARSE_LINEAR_ALGEBRA`): on a backend with
+capability ``"sparse"`` a sparse Jacobian (a ``scipy.sparse`` ``jac``, or differences with a
+``jac_prototype``) gives a sparse ``W`` factored by SuperLU; on a backend without it
+(``array_api_strict``) the solvers *fall back to dense*: the same colour-compressed
+differences fill a dense ``J`` and ``W`` is factored by the dense LU. Nothing raises; only the
+cost differs. The solvers therefore require only ``"lu"``.
 
 Public API for other packages: :func:`tableau_solver_spec` turns a :class:`RosenbrockTableau`
 into a :class:`autodiffeq.SolverSpec`, so adding a Rosenbrock method is adding a table.
@@ -22,6 +32,10 @@ from .tableau import RosenbrockTableau, dense_from_rodas_H
 
 FAMILY = "rosenbrock"
 OPTIONS = ("jac_mode", "autonomous")
+#: what a sparse Jacobian does per backend capability: SuperLU with "sparse", else dense LU
+SPARSE_LINEAR_ALGEBRA = {"sparse": "sparse LU (scipy.sparse.linalg.splu)", "": "dense fallback"}
+_SPARSE_NOTE = (" Sparse Jacobians (jac_prototype or a scipy.sparse jac): sparse LU on backends "
+                "with capability 'sparse', dense LU elsewhere.")
 
 
 def _make_stepper(tableau: RosenbrockTableau, rhs: Any, backend: Any, **options: Any) -> Any:
@@ -50,7 +64,7 @@ def tableau_solver_spec(tableau: RosenbrockTableau, **fields: Any) -> ade.Solver
         "requires": ("lu",),
         "options": OPTIONS,
         "default_priority": 0,
-        "description": tableau.description,
+        "description": tableau.description + _SPARSE_NOTE,
         "reference": tableau.source,
     }
     values.update(fields)
@@ -65,5 +79,5 @@ def autodiffeq_register_solvers(register: Any) -> None:
         register(tableau_solver_spec(tableau))
 
 
-__all__ = ["FAMILY", "OPTIONS", "RosenbrockTableau", "dense_from_rodas_H",
-           "tableau_solver_spec"]
+__all__ = ["FAMILY", "OPTIONS", "SPARSE_LINEAR_ALGEBRA", "RosenbrockTableau",
+           "dense_from_rodas_H", "tableau_solver_spec"]

@@ -9,28 +9,42 @@ VI.4 for ``M``)::
     U[i] = W^{-1} (F_i + M (C[i, :i] @ U[:i]) / dt + gamma_i dt f_t)
     u_new = u + m @ U,            err = (m - mhat) @ U
 
-with the stages ``U`` stacked in one preallocated ``(s, n)`` buffer so that each stage sum is
-a single product ``[A[i, :i]; C[i, :i]] @ U[:i]``. ``J`` and ``f_t`` come from
-:mod:`.jacobian` once per step point and are reused when the driver retries a rejected step
-from the same ``(t, u)`` (only ``W`` is refactored for the new ``dt``). ``f(u_n, t_n)`` is
+Implementation: ``u``, ``f_t`` and the stages live in one preallocated ``(s + 2, n)`` matrix
+``K = [u; f_t; U_1; ...; U_s]``, and each stage's two sums are one product with a ``(2, i + 2)``
+coefficient block ``[[1, 0, A[i, :i]], [0, gamma_i dt, C[i, :i] / dt]]`` (with a mass matrix,
+three rows: the ``C`` part is multiplied by ``M``). The blocks of all stages are refreshed in
+place once per step for the new ``dt`` and read through views made at construction, so a stage
+costs one small matrix product, one ``f`` call, one addition and one LU solve. ``u_new`` and
+``err`` come from one more product with ``[[1, 0, m], [0, 0, m - mhat]]``.
+
+``J`` comes from :mod:`.jacobian` (user, autograd or finite differences, dense or sparse) once
+per step point and is reused when the driver retries a rejected step from the same ``(t, u)``;
+``f_t`` likewise (from ``ODEProblem(tgrad=...)``, by finite differences, or not at all for an
+autonomous ``f``, detected once at the first step). ``f(u_n, t_n)`` is
 evaluated lazily at the start of a step, or taken over from a stage evaluated at
 ``(u_new, t + dt)`` (Rosenbrock23's third stage: first same as last). Stages with the same
 argument as an earlier one reuse its ``f`` value.
 
+Linear algebra: with a dense ``J``, ``W`` is a dense backend array factored by the backend's
+``lu_factor`` (LAPACK ``getrf`` on NumPy). With a sparse ``J`` (a ``scipy.sparse`` ``jac``, or
+``ODEProblem(jac_prototype=...)`` with colour-compressed differences) on a backend with
+capability ``"sparse"``, ``W = M / (gamma dt) - J`` is assembled as a sparse CSC matrix
+(``M`` sparse or the sparse identity) and the same ``lu_factor`` hands it to SuperLU
+(``splu``). Backends without ``"sparse"`` get the Jacobian densified and factor densely (the
+declared fallback; see the plugin's module docstring).
+
 Dense output: ``u(theta) = u_n + sum_k theta**(k+1) D[k]`` with ``D = P^T @ U`` stored per
-step (``P`` from the tableau). Only ``backend.xp`` and the backend's ``lu_factor`` /
-``lu_solve`` are used, so the stepper runs on every backend with the ``"lu"`` capability.
+step (``P`` from the tableau).
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from autodiffeq.backend import Backend
 from autodiffeq.stepper import RHS, Stepper
 
-from .jacobian import as_square_matrix, jacobian_source, time_derivative
+from .jacobian import TimeDerivative, as_square_matrix, jacobian_source, sparse_namespace
 from .tableau import RosenbrockTableau
 
 
@@ -38,13 +52,15 @@ class RosenbrockStepper(Stepper):
     """A Rosenbrock method given by a :class:`RosenbrockTableau` (any backend with LU).
 
     Options:
-        jac_mode: ``"auto"`` (the problem's ``jac`` if given, else ``"fd"``), ``"user"``
-            (require ``ODEProblem(jac=...)``), ``"fd"`` (second-order finite differences,
-            ``2n`` evaluations of ``f``) or ``"fd_forward"`` (first-order, ``n``
-            evaluations; cheaper, ``sqrt(eps)``-accurate). See :mod:`.jacobian`.
-        autonomous: ``f`` does not depend on ``t``: skip ``f_t`` (otherwise one evaluation
-            per step detects an ``f`` that does not change with ``t``, three estimate
-            ``f_t``).
+        jac_mode: where ``J`` comes from: ``"auto"`` (the problem's ``jac`` if given, else
+            colour-compressed differences if it has a ``jac_prototype``, else ``"fd"``),
+            ``"user"``, ``"autograd"``, ``"fd"`` (second-order differences, ``2n``
+            evaluations of ``f``), ``"fd_forward"`` (first order, ``n`` evaluations) or
+            ``"sparse_fd"``. See :mod:`.jacobian`.
+        autonomous: ``True``: ``f`` does not depend on ``t``, skip ``f_t``; ``False``: always
+            compute ``f_t`` (from ``ODEProblem(tgrad=...)`` or by differences); ``None``
+            (default): ``tgrad`` if given, else decide once at the start by probing ``f``
+            (:func:`.jacobian.looks_autonomous`, a few evaluations).
     """
 
     def __init__(
@@ -54,16 +70,9 @@ class RosenbrockStepper(Stepper):
         backend: Backend,
         *,
         jac_mode: str = "auto",
-        autonomous: bool = False,
+        autonomous: bool | None = None,
     ) -> None:
         super().__init__(rhs, backend)
-        if getattr(rhs.problem, "jac_prototype", None) is not None:
-            warnings.warn(
-                f"{tableau.name}: ODEProblem(jac_prototype=...) is not used yet by the Rosenbrock "
-                "solvers; the Jacobian is formed and factored as a dense matrix",
-                UserWarning,
-                stacklevel=4,
-            )
         xp = backend.xp
         tab = tableau
         self.tableau = tab
@@ -74,40 +83,84 @@ class RosenbrockStepper(Stepper):
         dtype = rhs.dtype
         self.s = s
         self.stats = {"njac": 0, "nfactor": 0, "nlinsolve": 0}
+        self._tder = TimeDerivative(rhs, autonomous)
         self._jac = jacobian_source(rhs, jac_mode)
-        if not isinstance(autonomous, bool):
-            raise TypeError(f"autonomous must be True or False, got {autonomous!r}")
-        self._autonomous = autonomous
+        self._sparse = sparse_namespace(backend)
+        self._dense_type = backend.array_type or ()
         self._dot = backend.dot
         self._lu_factor = backend.lu_factor
         self._lu_solve = backend.lu_solve
 
         mass = getattr(rhs.problem, "mass_matrix", None)
-        self._M = None if mass is None else as_square_matrix(
-            mass, backend, dtype, n, "mass_matrix"
-        )
-        self._eye = xp.eye(n, dtype=dtype) if self._M is None else None
+        self._has_mass = mass is not None
+        self._M: Any = None  # dense M (backend array), made on demand
+        self._M_sparse: Any = None  # sparse M, made on demand
+        if mass is not None:
+            if self._sparse is not None and self._sparse.issparse(mass):
+                if tuple(mass.shape) != (n, n):
+                    as_square_matrix(mass, backend, dtype, n, "mass_matrix")  # raises
+                self._M_sparse = self._sparse.csc_matrix(mass, dtype=backend.host_dtype(dtype))
+            else:
+                self._M = as_square_matrix(mass, backend, dtype, n, "mass_matrix")
+        self._eye: Any = None  # dense identity, made on demand
+        self._sparse_w: SparseW | None = None
         self._inv_gamma = 1.0 / float(tab.gamma)
 
-        # per stage: [A[i, :i]; C[i, :i]] as one (2, i) block, and which parts are nonzero
+        # coefficient blocks over K = [u; f_t; U_1..U_s]: rows (y, C-part [, gamma-part])
+        rows = 3 if self._has_mass else 2
+        host_A = [[[0.0] * (s + 2) for _ in range(rows)] for _ in range(s)]
+        host_C = [[[0.0] * (s + 2) for _ in range(rows)] for _ in range(s)]
+        host_G = [[[0.0] * (s + 2) for _ in range(rows)] for _ in range(s)]
+        grow = rows - 1  # the row carrying gamma_i dt f_t
         self._alpha = [float(a) for a in tab.alpha]
         self._gammas = [float(g) for g in tab.gammas]
+        self._has_c: list[bool] = []
+        for i in range(s):
+            host_A[i][0][0] = 1.0
+            for j in range(i):
+                host_A[i][0][j + 2] = float(tab.A[i, j])
+                host_C[i][1][j + 2] = float(tab.C[i, j])
+            host_G[i][grow][1] = float(tab.gammas[i])
+            self._has_c.append(any(float(tab.C[i, j]) != 0.0 for j in range(i)))
+        # only rows 1.. depend on dt; they are refreshed in place, row 0 is constant
+        self._TC = backend.asarray([blk[1:] for blk in host_C], dtype=dtype)
+        self._TG = backend.asarray([blk[1:] for blk in host_G], dtype=dtype)
+        self._T = backend.asarray(host_A, dtype=dtype)
+        self._T_dt: float | None = None
+        self._T_ft = False
+        self._T_lower = self._T[:, 1:, :]
+        self._Tv = [self._T[i, :, : i + 2] for i in range(s)]
         self._sources = tab.stage_sources()
-        self._blocks: list[Any] = [None]
-        self._has_c: list[bool] = [False]
-        for i in range(1, s):
-            rows = [[float(x) for x in tab.A[i, :i]], [float(x) for x in tab.C[i, :i]]]
-            self._blocks.append(backend.asarray(rows, dtype=dtype))
-            self._has_c.append(any(x != 0.0 for x in rows[1]))
         self._needed = {src for i, src in enumerate(self._sources) if src != i}
-        weights = [[float(x) for x in tab.m]]
+        self._evals = sum(1 for i, src in enumerate(self._sources) if i > 0 and src == i)
+        weights = [[1.0, 0.0] + [float(x) for x in tab.m]]
         self.adaptive = tab.m_error is not None
         if self.adaptive:
-            weights.append([float(x) for x in tab.m_error])
+            weights.append([0.0, 0.0] + [float(x) for x in tab.m_error])
         self._weights = backend.asarray(weights, dtype=dtype)
         self._fsal = tab.fsal_stage
-        self._K = xp.zeros((s, n), dtype=dtype)
-        self._Kp = [self._K[:i, ...] for i in range(s + 1)]
+        self._K = xp.zeros((s + 2, n), dtype=dtype)
+        self._Kv = [self._K[: i + 2, ...] for i in range(s)]
+        self._U = self._K[2:, ...]
+        self._ft_row_zero = True
+        # per stage i >= 1, without and with f_t: (i, alpha_i, source stage, keep F_i, is
+        # the FSAL stage, what to add to F_i: 0 nothing, 1 the second row of the sums; with a
+        # mass matrix bit 2: M times the second row, bit 4: the third row)
+        self._plans = (self._stage_plan(False), self._stage_plan(True))
+        # u_new = y_s + U_s when m = [A[s-1, :s-1], 1] (stiffly accurate, the Rodas methods),
+        # and err = U_k when m - mhat = e_k: no weight products
+        m = [float(x) for x in tab.m]
+        last = s - 1
+        self._u_from_last = (
+            self._fsal is None and s > 1 and self._sources[last] == last
+            and m[last] == 1.0 and all(m[j] == float(tab.A[last, j]) for j in range(last))
+        )
+        self._err_row: int | None = None
+        if self.adaptive:
+            me = [float(x) for x in tab.m_error]
+            units = [k for k, x in enumerate(me) if x != 0.0]
+            if len(units) == 1 and me[units[0]] == 1.0:
+                self._err_row = units[0] + 2
 
         if tab.dense is not None:
             P = tab.dense
@@ -125,9 +178,24 @@ class RosenbrockStepper(Stepper):
         self._f0_key: tuple[float, Any] | None = None
         self._lin_key: tuple[float, Any] | None = None
         self._J: Any = None
+        self._J_is_sparse = False
         self._ft: Any = None
         self._fsal_f: Any = None
         self._rho: tuple[Any, float] | None = None
+
+    def _stage_plan(self, with_ft: bool) -> tuple[tuple[int, float, int, bool, bool, int], ...]:
+        plan = []
+        for i in range(1, self.s):
+            src = self._sources[i]
+            c_part = self._has_c[i]
+            g_part = with_ft and self._gammas[i] != 0.0
+            if self._has_mass:
+                add = (2 if c_part else 0) + (4 if g_part else 0)
+            else:
+                add = 1 if (c_part or g_part) else 0
+            plan.append((i, self._alpha[i], src, src == i and i in self._needed,
+                         src == i and i == self._fsal, add))
+        return tuple(plan)
 
     # ---------------------------------------------------------------- lifecycle
     def init(self, t0: float, u0: Any, f0: Any) -> None:
@@ -142,6 +210,21 @@ class RosenbrockStepper(Stepper):
             self._f0_key = (t_new, u_new)
         self._fsal_f = None
 
+    @property
+    def jac_mode(self) -> str:
+        """The resolved Jacobian source (``"user"``, ``"autograd"``, ``"fd"``, ...)."""
+        return self._jac.mode
+
+    @property
+    def sparse_jacobian(self) -> bool:
+        """Whether the last Jacobian (and so ``W`` and its LU) was sparse."""
+        return self._J_is_sparse
+
+    @property
+    def autonomous(self) -> bool:
+        """Whether ``f_t`` is skipped (forced, or detected at the first step)."""
+        return bool(self._tder.autonomous)
+
     def _keep(self, value: Any) -> Any:
         """A private copy of an ``f`` value that must outlive later calls of ``f`` (a user's
         ``f`` may return the same output buffer every time)."""
@@ -150,7 +233,8 @@ class RosenbrockStepper(Stepper):
     def _f_at(self, t: float, u: Any) -> Any:
         key = self._f0_key
         if key is None or key[0] != t or key[1] is not u:
-            self._f0 = self._keep(self.rhs.f(u, t))
+            rhs = self.rhs
+            self._f0 = self._keep(rhs.fp(u, rhs.p, t))
             self.nf += 1
             self._f0_key = (t, u)
         return self._f0
@@ -160,16 +244,52 @@ class RosenbrockStepper(Stepper):
         key = self._lin_key
         if key is not None and key[0] == t and key[1] is u:
             return
-        if not (self._jac.constant and self._J is not None):
-            self._J, nf = self._jac(u, t, f0)
+        jac = self._jac
+        if not (jac.constant and self._J is not None):
+            J, nf = jac(u, t, f0)
             self.nf += nf
             self.stats["njac"] += 1
-        if self._autonomous:
-            self._ft = None
+            self._J = J
+            self._J_is_sparse = (self._sparse is not None and not isinstance(J, self._dense_type)
+                                 and self._sparse.issparse(J))
+        tder = self._tder
+        if not tder.detected:  # once, at the first step (init must not call f: the driver
+            self.nf += tder.detect(t, u, f0)  # may still read an f0 buffer f overwrites)
+        if tder.autonomous:
+            ft = None
         else:
-            self._ft, nf = time_derivative(self.rhs, u, t, f0, dt)
+            ft, nf = tder(u, t, f0, dt)
             self.nf += nf
+        self._ft = ft
+        K = self._K
+        if ft is not None:
+            K[1, ...] = ft
+            self._ft_row_zero = False
+        elif not self._ft_row_zero:
+            K[1, ...] = 0.0
+            self._ft_row_zero = True
         self._lin_key = (t, u)
+
+    def _w_matrix(self, scale: float) -> Any:
+        """``W = M * scale - J`` (``scale = 1 / (gamma dt)``), sparse when ``J`` is."""
+        J = self._J
+        if self._J_is_sparse:
+            if self._sparse_w is None:
+                M = self._M_sparse
+                if M is None and self._has_mass:
+                    M = self._M_sparse = self._sparse.csc_matrix(self.backend.to_host(self._M))
+                self._sparse_w = SparseW(self._sparse, self.xp, self.rhs.n, M)
+            return self._sparse_w(J, scale)
+        M = self._M
+        if M is None:
+            if self._has_mass:
+                M = self._M = as_square_matrix(self._M_sparse.toarray(), self.backend,
+                                               self.rhs.dtype, self.rhs.n, "mass_matrix")
+            else:
+                if self._eye is None:
+                    self._eye = self.xp.eye(self.rhs.n, dtype=self.rhs.dtype)
+                M = self._eye
+        return M * scale - J
 
     @property
     def eigen_estimate(self) -> float | None:  # type: ignore[override]
@@ -178,72 +298,174 @@ class RosenbrockStepper(Stepper):
         ``None`` before the first step and with a mass matrix (the eigenvalues are then
         those of ``M^{-1} J``). Computed on first access for each Jacobian."""
         J = self._J
-        if J is None or self._M is not None:
+        if J is None or self._has_mass:
             return None
         if self._rho is None or self._rho[0] is not J:
-            xp = self.xp
-            self._rho = (J, float(xp.max(xp.sum(xp.abs(J), axis=1))))
+            if self._J_is_sparse:
+                rho = float(abs(J).sum(axis=1).max()) if J.shape[0] else 0.0
+            else:
+                xp = self.xp
+                rho = float(xp.max(xp.sum(xp.abs(J), axis=1)))
+            self._rho = (J, rho)
         return self._rho[1]
 
     # --------------------------------------------------------------------- step
     def step(self, t: float, u: Any, dt: float) -> tuple[Any, Any]:
-        f0 = self._f_at(t, u)
-        self._linearise(t, u, f0, dt)
+        key = self._f0_key
+        f0 = self._f0 if key is not None and key[0] == t and key[1] is u else self._f_at(t, u)
+        key = self._lin_key
+        if key is None or key[0] != t or key[1] is not u:
+            self._linearise(t, u, f0, dt)
         scale = self._inv_gamma / dt
-        W = (self._eye if self._M is None else self._M) * scale - self._J
+        if self._J_is_sparse or self._has_mass or self._eye is None:
+            W = self._w_matrix(scale)
+        else:
+            W = self._eye * scale - self._J
         lu = self._lu_factor(W)
-        self.stats["nfactor"] += 1
+        stats = self.stats
+        stats["nfactor"] += 1
+        ft = self._ft
+        if dt != self._T_dt or (ft is not None) != self._T_ft:
+            if ft is None:  # the f_t column multiplies a zero row: C / dt only
+                self._T_lower[...] = self._TC * (1.0 / dt)
+            else:
+                self._T_lower[...] = self._TC * (1.0 / dt) + self._TG * dt
+            self._T_dt = dt
+            self._T_ft = ft is not None
         solve = self._lu_solve
         dot = self._dot
+        keep = self._keep
         K = self._K
-        Kp = self._Kp
-        M = self._M
-        ft = self._ft
+        Kv = self._Kv
+        Tv = self._Tv
         fp = self.rhs.fp
         p = self.rhs.p
-        inv_dt = 1.0 / dt
+        M = None
+        if self._has_mass:
+            M = self._M_sparse if self._M_sparse is not None else self._M
         fvals: dict[int, Any] = {0: f0}
-        needed = self._needed
-        fsal = self._fsal
-        y_fsal = None
-        for i in range(self.s):
-            if i == 0:
-                r = f0
+        y = y_fsal = None
+        K[0, ...] = u
+        # stage 1: y_1 = u, so F_1 = f0
+        g0 = self._gammas[0]
+        K[2, ...] = solve(lu, f0 if ft is None or g0 == 0.0 else f0 + (g0 * dt) * ft)
+        for i, alpha, src, kept, fsal, add in self._plans[ft is not None]:
+            sums = dot(Tv[i], Kv[i])
+            if src != i:
+                r = fvals[src]
             else:
-                sums = dot(self._blocks[i], Kp[i])
-                src = self._sources[i]
-                if src != i:
-                    r = fvals[src]
-                else:
-                    y = u + sums[0, ...]
-                    r = fp(y, p, t + self._alpha[i] * dt)
-                    self.nf += 1
-                    if i in needed:
-                        r = fvals[i] = self._keep(r)
-                    if i == fsal:
-                        y_fsal = y
-                        r = self._fsal_f = self._keep(r)
-                if self._has_c[i]:
-                    cu = sums[1, ...] * inv_dt
-                    r = r + (cu if M is None else M @ cu)
-            g = self._gammas[i]
-            if g != 0.0 and ft is not None:
-                r = r + (g * dt) * ft
-            K[i, ...] = solve(lu, r)
-        self.stats["nlinsolve"] += self.s
-        update = dot(self._weights, K)
-        u_new = u + update[0, ...] if y_fsal is None else y_fsal
-        err = update[1, ...] if self.adaptive else None
-        return u_new, err
+                y = sums[0, ...]
+                r = fp(y, p, t + alpha * dt)
+                if kept:
+                    r = fvals[i] = keep(r)
+                if fsal:
+                    y_fsal = y
+                    r = self._fsal_f = keep(r)
+            if add == 1:
+                r = r + sums[1, ...]
+            elif add:
+                if add & 2:
+                    r = r + M @ sums[1, ...]
+                if add & 4:
+                    r = r + sums[2, ...]
+            K[i + 2, ...] = solve(lu, r)
+        self.nf += self._evals
+        stats["nlinsolve"] += self.s
+        if self._u_from_last:
+            u_new = y + K[self.s + 1, ...]
+        elif y_fsal is not None:
+            u_new = y_fsal
+        else:
+            u_new = dot(self._weights[0, ...], K)
+        if not self.adaptive:
+            return u_new, None
+        # the error estimate may be a view of the stage buffer: the driver consumes it
+        # before the next step
+        row = self._err_row
+        return u_new, (K[row, ...] if row is not None else dot(self._weights[1, ...], K))
 
     # ------------------------------------------------------------ dense output
     def dense_data(self) -> Any:
         if self._PT is None:
             return None
-        return self._dot(self._PT, self._K)
+        return self._dot(self._PT, self._U)
 
     def interpolate(self, theta: Any, dt: Any, u0: Any, u1: Any, data: Any) -> Any:
         if data is None:
             return super().interpolate(theta, dt, u0, u1, data)
         powers = theta[:, None] ** self._powers[None, :]  # (m, deg)
         return u0 + (powers[:, None, :] @ data)[:, 0, :]
+
+
+class SparseW:
+    """Assembles ``W = M * scale - J`` for a sparse CSC ``J`` (``M`` sparse, or the identity)
+    on one fixed structure, the union of ``J``'s, ``M``'s and the diagonal: per step only the
+    values are written (``W.data[J entries] = -J.data``, ``W.data[M entries] += scale M.data``).
+
+    Sparse arithmetic (``M * scale - J``) would prune entries that happen to be zero, so ``W``'s
+    structure would change with the values (the Brusselator's ``u^2`` couplings vanish where
+    ``u = 0``): the LU could then not recognise a structure it has seen (its symmetric
+    fill-reducing order and cached checks), and the arithmetic costs more than the scatter.
+    The structure is rebuilt only when ``J``'s changes.
+    """
+
+    def __init__(self, sparse: Any, xp: Any, n: int, M: Any = None) -> None:
+        self.sparse = sparse
+        self.xp = xp
+        self.n = n
+        if M is None:
+            M = sparse.identity(n, format="csc")
+        M = sparse.csc_matrix(M)
+        M.sum_duplicates()
+        M.sort_indices()
+        self.M = M
+        self._jkey: tuple[Any, Any] | None = None
+        self._indptr: Any = None
+        self._indices: Any = None
+        self._jpos: Any = None
+        self._mpos: Any = None
+
+    def _rebuild(self, J: Any) -> None:
+        sp = self.sparse
+        xp = self.xp
+        n = self.n
+        ones = sp.csc_matrix((xp.ones(J.nnz), J.indices, J.indptr), shape=(n, n))
+        mones = sp.csc_matrix((xp.ones(self.M.nnz), self.M.indices, self.M.indptr), shape=(n, n))
+        S = sp.csc_matrix(abs(ones) + abs(mones))  # union (no cancellation: all positive)
+        S.sum_duplicates()
+        S.sort_indices()
+        self._indptr, self._indices = S.indptr, S.indices
+        keys = xp.repeat(xp.arange(n), xp.diff(S.indptr)) * n + S.indices
+        jcols = xp.repeat(xp.arange(n), xp.diff(J.indptr))
+        mcols = xp.repeat(xp.arange(n), xp.diff(self.M.indptr))
+        self._jpos = xp.searchsorted(keys, jcols * n + J.indices)
+        self._mpos = xp.searchsorted(keys, mcols * n + self.M.indices)
+        self._mdata = self.M.data
+        self._nnz = int(S.nnz)
+        self._jkey = (J.indptr, J.indices)
+        self._jcopy = (J.indptr.copy(), J.indices.copy())
+
+    def _same_structure(self, J: Any) -> bool:
+        key = self._jkey
+        if key is None:
+            return False
+        if key[0] is J.indptr and key[1] is J.indices:
+            return True
+        xp = self.xp
+        ip, ix = self._jcopy
+        return (ip.shape == J.indptr.shape and ix.shape == J.indices.shape
+                and bool(xp.all(ip == J.indptr)) and bool(xp.all(ix == J.indices)))
+
+    def __call__(self, J: Any, scale: float) -> Any:
+        if not (J.format == "csc" and J.has_canonical_format):
+            J = self.sparse.csc_matrix(J)
+            J.sum_duplicates()
+        if not self._same_structure(J):
+            self._rebuild(J)
+        xp = self.xp
+        data = xp.zeros(self._nnz, dtype=J.dtype)
+        data[self._jpos] = -J.data
+        data[self._mpos] += scale * self._mdata
+        return self.sparse.csc_matrix((data, self._indices, self._indptr),
+                                      shape=(self.n, self.n))
+
