@@ -63,3 +63,25 @@ def test_main_example_runs(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "lv.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "script, png",
+    [
+        ("lotka_volterra_training.py", "lotka_volterra_training.png"),
+        ("neural_ode_spiral.py", "neural_ode_spiral.png"),
+        ("rober_sensitivities.py", "rober_sensitivities.png"),
+        ("stiff_brusselator.py", None),
+    ],
+)
+def test_gradient_and_stiff_examples_run_and_converge(tmp_path, script, png):
+    """Each example checks its own result (loss fell 100-fold, sensitivities match finite
+    differences, ...) and exits non-zero otherwise."""
+    args = [sys.executable, str(ROOT / "examples" / script)]
+    if script in ("lotka_volterra_training.py", "neural_ode_spiral.py"):
+        args += ["--out", str(tmp_path / png)]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    if png is not None:
+        assert (tmp_path / png).stat().st_size > 10_000

@@ -427,6 +427,19 @@ class Registry:
                 )
             if backend is not None:
                 bname = self.backend(backend).name
+                bcaps = self.backend(backend).capabilities
+                if spec.family in sens.autograd_families and "autograd" not in bcaps:
+                    return Compatibility(
+                        False,
+                        f"sensitivity method {sens.name!r} traces {spec.family} steps with "
+                        f"autograd, which backend {bname!r} does not support.",
+                        tuple(
+                            s.name
+                            for s in self.sensitivities()
+                            if spec.family not in s.autograd_families
+                            and (s.backends is None or bname in s.backends)
+                        ),
+                    )
                 if sens.backends is not None and bname not in sens.backends:
                     return Compatibility(
                         False,

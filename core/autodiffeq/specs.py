@@ -154,6 +154,8 @@ class SensitivitySpec:
         options: names of the options its factory accepts.
         default_priority: ``sensealg=None`` picks, among compatible methods of the wanted
             mode (forward for few inputs, reverse for many), the highest; 0: never by default.
+        autograd_families: solver families for which the method traces the step with
+            autograd, so it needs a backend with the ``"autograd"`` capability there.
     """
 
     name: str
@@ -165,6 +167,7 @@ class SensitivitySpec:
     stiff: bool = True
     options: tuple[str, ...] = ()
     default_priority: int = 0
+    autograd_families: tuple[str, ...] = ()
     description: str = ""
     reference: str = ""
     plugin: str = ""

@@ -185,3 +185,33 @@ def test_default_sensealg_is_forward_for_small_and_adjoint_for_large_problems():
     g = grad(big)(np.ones(150))
     np.testing.assert_allclose(g, np.exp(-1.0) * np.ones(150), rtol=1e-3)
     assert ade.registry().sensitivity(chosen["name"]).mode == "reverse"
+
+
+def robertson(u, p, t):
+    k1, k2, k3 = p[0], p[1], p[2]
+    return anp.stack([
+        -k1 * u[0] + k3 * u[1] * u[2],
+        k1 * u[0] - k2 * u[1] ** 2 - k3 * u[1] * u[2],
+        k2 * u[1] ** 2,
+    ])
+
+
+def test_rosenbrock_discrete_methods_on_rober_against_finite_differences():
+    """ROBER's rate constants: the discrete adjoint of Rodas5P (per-step VJPs of the
+    exact-Jacobian step) equals ReverseMode to rounding and finite differences of tight
+    solves to the tolerance."""
+    p0 = np.array([0.04, 3e7, 1e4])
+    u0 = np.array([1.0, 0.0, 0.0])
+    ts = np.array([0.5, 2.0, 10.0])
+    weights = np.array([1.0, 1e4, 1.0])
+
+    def loss(p, sensealg, rtol=1e-7):
+        prob = ade.ODEProblem(robertson, u0, (0.0, 10.0), p)
+        sol = ade.solve(prob, "Rodas5P", saveat=ts, rtol=rtol, atol=1e-12, sensealg=sensealg)
+        return anp.sum(weights * sol.u**2)
+
+    adjoint = grad(loss)(p0, "DiscreteAdjoint") * p0
+    reverse = grad(loss)(p0, "ReverseMode") * p0
+    np.testing.assert_allclose(adjoint, reverse, rtol=1e-10)
+    fd = central_fd(lambda q: loss(q * p0, None, rtol=1e-11), np.ones(3), h=1e-5)
+    np.testing.assert_allclose(adjoint, fd, rtol=1e-5)

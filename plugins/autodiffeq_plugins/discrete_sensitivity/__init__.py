@@ -10,7 +10,7 @@ from autodiffeq import SensitivitySpec, hookimpl
 from .methods import DiscreteAdjoint, ForwardMode, ReverseMode
 
 #: solver families whose steppers provide a traceable step map (Stepper.functional_step)
-FAMILIES = ("explicit_rk",)
+FAMILIES = ("explicit_rk", "rosenbrock")
 
 
 @hookimpl
@@ -46,8 +46,10 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
             solver_families=FAMILIES,
             options=("checkpoint_every", "autojacvec"),
             default_priority=10,
+            autograd_families=("rosenbrock",),
             description="exact gradient of the discrete solution by transposed steps "
-            "(tableau-derived for explicit RK), checkpointed, no tape",
+            "(tableau-derived for explicit RK; per-step autograd VJPs of the exact-Jacobian "
+            "step for Rosenbrock), checkpointed, no global tape",
             reference="Sandu 2006, On the properties of Runge-Kutta discrete adjoints",
         )
     )

@@ -41,10 +41,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from autodiffeq.backend import Backend
 from autodiffeq.stepper import RHS, Stepper
 
-from .jacobian import TimeDerivative, as_square_matrix, jacobian_source, sparse_namespace
+from .jacobian import (
+    TIME_FD_FRACTION,
+    TIME_FD_ORDER,
+    TimeDerivative,
+    as_square_matrix,
+    derivative_weights,
+    jacobian_source,
+    sparse_namespace,
+)
 from .tableau import RosenbrockTableau
 
 
@@ -384,6 +394,70 @@ class RosenbrockStepper(Stepper):
         row = self._err_row
         return u_new, (K[row, ...] if row is not None else dot(self._weights[1, ...], K))
 
+    # ------------------------------------------------------------ differentiation
+    def functional_step(self, f: Any, u: Any, p: Any, t: float, dt: float) -> Any:
+        """The Rosenbrock step map with the exact Jacobian, traceable by autograd:
+
+            J = df/du (u, p, t),   W = M / (gamma dt) - J,
+            W U_i = f(u + sum_j a_ij U_j, p, t + alpha_i dt) + sum_j (c_ij / dt) M U_j
+                    + gamma_i dt f_t,
+            u_new = u + sum_i m_i U_i
+
+        (Hairer & Wanner II, IV.7). ``J`` comes from autograd (so its dependence on ``u`` and
+        ``p`` is differentiated too, as the discrete adjoint of a Rosenbrock method requires);
+        ``f_t`` by the same one-sided difference as :meth:`step`, or not at all for an
+        autonomous ``f``. With a finite-difference Jacobian in the forward solve, the replayed
+        map differs from the computed one by the difference error of ``J`` (the gradient is
+        that of the exact-Jacobian method along the same steps).
+        """
+        import autograd.numpy as anp
+        from autograd import jacobian
+        from autograd.tracer import getval
+
+        tab = self.tableau
+        n = self.rhs.n
+        tder = self._tder
+        if not tder.detected:
+            u_plain = self.xp.asarray(np.asarray(getval(u)), dtype=self.rhs.dtype)
+            self.nf += tder.detect(t, u_plain, self.rhs.f(u_plain, t))
+        J = jacobian(lambda uu: f(uu, p, t))(u)
+        ft = None
+        if not tder.autonomous:
+            h = max(TIME_FD_FRACTION * abs(dt), 16.0 * np.finfo(np.float64).eps * abs(t),
+                    1e-300)
+            h = -h if dt < 0 else h
+            nodes = [(t + k * h) - t for k in range(1, TIME_FD_ORDER + 1)]
+            f0 = f(u, p, t)
+            ft = 0.0
+            for x, w in zip(nodes, derivative_weights(nodes), strict=True):
+                ft = ft + w * (f(u, p, t + x) - f0)
+        if self._has_mass:
+            mass = self._M_sparse.toarray() if self._M_sparse is not None else self._M
+            M = np.asarray(self.backend.to_host(mass), dtype=np.float64)
+        else:
+            M = np.eye(n)
+        W = M * (self._inv_gamma / dt) - J
+        A = np.asarray(tab.A, dtype=np.float64)
+        C = np.asarray(tab.C, dtype=np.float64)
+        U: list[Any] = []
+        for i in range(self.s):
+            y = u
+            r_extra = 0.0
+            for j in range(i):
+                if A[i, j] != 0.0:
+                    y = y + A[i, j] * U[j]
+                if C[i, j] != 0.0:
+                    r_extra = r_extra + (C[i, j] / dt) * anp.dot(M, U[j])
+            r = f(y, p, t + self._alpha[i] * dt) + r_extra
+            if ft is not None and self._gammas[i] != 0.0:
+                r = r + (self._gammas[i] * dt) * ft
+            U.append(_linear_solve(W, r))
+        u_new = u
+        for i, m_i in enumerate(np.asarray(tab.m, dtype=np.float64)):
+            if m_i != 0.0:
+                u_new = u_new + m_i * U[i]
+        return u_new
+
     # ------------------------------------------------------------ dense output
     def dense_data(self) -> Any:
         if self._PT is None:
@@ -395,6 +469,42 @@ class RosenbrockStepper(Stepper):
             return super().interpolate(theta, dt, u0, u1, data)
         powers = theta[:, None] ** self._powers[None, :]  # (m, deg)
         return u0 + (powers[:, None, :] @ data)[:, 0, :]
+
+
+def _define_linear_solve() -> Any:
+    """``x = W^{-1} r`` as an autograd primitive with both derivatives (autograd's own
+    ``solve`` has no forward mode):
+
+        dx = W^{-1} (dr - dW x),        rbar = W^{-T} xbar,    Wbar = -rbar x^T.
+    """
+    import autograd.numpy as anp
+    from autograd.extend import defjvp, defvjp, primitive
+
+    @primitive
+    def linear_solve(W: Any, r: Any) -> Any:
+        return np.linalg.solve(W, r)
+
+    defvjp(
+        linear_solve,
+        lambda x, W, r: lambda g: -anp.outer(anp.linalg.solve(anp.transpose(W), g), x),
+        lambda x, W, r: lambda g: anp.linalg.solve(anp.transpose(W), g),
+    )
+    defjvp(
+        linear_solve,
+        lambda dW, x, W, r: linear_solve(W, -anp.dot(dW, x)),
+        lambda dr, x, W, r: linear_solve(W, dr),
+    )
+    return linear_solve
+
+
+_LINEAR_SOLVE: Any = None
+
+
+def _linear_solve(W: Any, r: Any) -> Any:
+    global _LINEAR_SOLVE
+    if _LINEAR_SOLVE is None:
+        _LINEAR_SOLVE = _define_linear_solve()
+    return _LINEAR_SOLVE(W, r)
 
 
 class SparseW:
