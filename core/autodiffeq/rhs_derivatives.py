@@ -243,16 +243,23 @@ class RHSDerivatives:
         xp = self.xp
         if self.user_vjp is not None:
             self.nf += 1
-            gu, gp = self.user_vjp(
-                xp.reshape(v, self.shape), xp.reshape(u, self.shape), self.p, t
-            )
-            gu = xp.reshape(xp.asarray(gu, dtype=self.dtype), (self.n,))
-            if want_p:
-                gp = xp.reshape(xp.asarray(gp, dtype=self.dtype), (self.m,))
-            return gu, (gp if want_p else None)
+            if len(self.shape) == 1:  # hot path (adjoints call this once per stage)
+                gu, gp = self.user_vjp(v, u, self.p, t)
+            else:
+                gu, gp = self.user_vjp(
+                    xp.reshape(v, self.shape), xp.reshape(u, self.shape), self.p, t
+                )
+            gu = self._flat(gu, self.n)
+            return gu, (self._flat(gp, self.m) if want_p else None)
         gu = xp.matrix_transpose(self.jac(u, t)) @ v
         gp = xp.matrix_transpose(self.paramjac(u, t)) @ v if want_p else None
         return gu, gp
+
+    def _flat(self, x: Any, size: int) -> Any:
+        """``x`` as a flat backend array of the state dtype (no copy when it already is)."""
+        if getattr(x, "shape", None) == (size,) and getattr(x, "dtype", None) == self.dtype:
+            return x
+        return self.xp.reshape(self.xp.asarray(x, dtype=self.dtype), (size,))
 
     # ------------------------------------------------------------------ full matrices
     def jac(self, u: Any, t: float) -> Any:

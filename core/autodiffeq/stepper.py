@@ -181,11 +181,25 @@ class Stepper:
             ("ForwardSensitivity", "InterpolatingAdjoint", "QuadratureAdjoint"),
         )
 
+    #: whether :meth:`step_vjp` can take the step's :meth:`dense_data` as ``stages`` (the
+    #: stage derivatives of the forward step) instead of recomputing them
+    step_vjp_uses_dense_data: bool = False
+
     def step_vjp(
-        self, t: float, u: Any, dt: float, lam: Any, derivatives: Any, want_p: bool
+        self,
+        t: float,
+        u: Any,
+        dt: float,
+        lam: Any,
+        derivatives: Any,
+        want_p: bool,
+        stages: Any = None,
     ) -> tuple[Any, Any] | None:
         """The transposed step: ``(lam^T dPhi/du, lam^T dPhi/dp)`` for the step from ``(t, u)``
         of size ``dt``, using ``derivatives.vjp(v, y, t)`` of ``f``.
+
+        ``stages``: the step's :meth:`dense_data` from the forward solve, passed only when
+        :attr:`step_vjp_uses_dense_data` is true (saves recomputing the stages).
 
         Optional: ``None`` (the default) makes ``DiscreteAdjoint`` differentiate
         :meth:`functional_step` with autograd instead. Families implement it when a hand-derived

@@ -153,7 +153,11 @@ class DiscreteAdjoint(SensitivityMethod):
         self.autojacvec = autojacvec
 
     def forward(self, request: GradientRequest) -> ForwardRecord:
-        record = record_from_solution(request, request.solve())
+        reuse = request.make_stepper().step_vjp_uses_dense_data and self.checkpoint_every in (
+            "auto", 1
+        )
+        sol = request.solve(dense=True) if reuse else request.solve()
+        record = record_from_solution(request, sol)
         n_steps = len(record.ts) - 1
         k = self.checkpoint_every
         if k == "auto":
@@ -164,6 +168,17 @@ class DiscreteAdjoint(SensitivityMethod):
         record.extra["checkpoints"] = (
             record.us if k == 1 else xp.take(record.us, xp.asarray(keep), axis=0)
         )
+        # the forward steps' stage derivatives (their dense data), kept while they fit in the
+        # same memory bound as the states: the reverse pass then evaluates no f
+        dense = sol.dense_output
+        stages = None
+        if reuse and k == 1 and dense is not None and len(dense._data) == n_steps:
+            first = dense._data[0] if n_steps else None
+            size = 0 if first is None else int(np.prod(first.shape))
+            if first is not None and n_steps * size <= 10**7:
+                stages = dense._data
+        record.extra["stages"] = stages
+        sol.dense_output = None
         return record
 
     def vjp(self, request: GradientRequest, record: ForwardRecord, g: Any) -> tuple[Any, Any]:
@@ -192,7 +207,9 @@ class DiscreteAdjoint(SensitivityMethod):
                     seg_start = start
                 u_k = segment[k - start]
             t, dt = float(ts[k]), float(ts[k + 1] - ts[k])
-            out = stepper.step_vjp(t, u_k, dt, lam, derivs, want_p)
+            stages = record.extra.get("stages")
+            out = stepper.step_vjp(t, u_k, dt, lam, derivs, want_p,
+                                   stages=None if stages is None else stages[k])
             if out is None:
                 out = self._autograd_step_vjp(request, stepper, derivs, t, u_k, dt, lam, want_p)
             lam, dp = out

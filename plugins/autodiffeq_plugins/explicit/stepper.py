@@ -263,8 +263,17 @@ class ExplicitRKStepper(Stepper):
         b = np.asarray(tab.b, dtype=np.float64)[:s]
         return u + dt * anp.dot(b, anp.stack(ks))
 
+    step_vjp_uses_dense_data = True  # dense data are the stage derivatives k_1..k_s
+
     def step_vjp(
-        self, t: float, u: Any, dt: float, lam: Any, derivatives: Any, want_p: bool
+        self,
+        t: float,
+        u: Any,
+        dt: float,
+        lam: Any,
+        derivatives: Any,
+        want_p: bool,
+        stages: Any = None,
     ) -> tuple[Any, Any]:
         """Transposed Runge–Kutta step (the discrete adjoint; Hairer, Lubich & Wanner,
         *Geometric Numerical Integration*, VI.4; Sandu 2006): with ``Y_i`` the stage states,
@@ -273,7 +282,8 @@ class ExplicitRKStepper(Stepper):
             (ybar_i, pbar_i) = kbar_i^T (df/du, df/dp) at (Y_i, t + c_i dt),
             lam_u = lam + sum_i ybar_i,   lam_p = sum_i pbar_i,
 
-        taken from the last stage down. Stages are recomputed from ``u`` (no tape).
+        taken from the last stage down. The stage derivatives ``k_i`` are the forward step's
+        (``stages``, its dense data) or recomputed from ``u``; no tape either way.
         """
         xp = self.xp
         s = self._used_stages()
@@ -282,13 +292,18 @@ class ExplicitRKStepper(Stepper):
         f = self.rhs.f
         dtA = self._M[:s, :s] * dt
         b_dt = self._M[self.s, :s] * dt
-        K = xp.zeros((s, n), dtype=dtype)
         ys = []
-        for i in range(s):
-            y = u if i == 0 else u + dtA[i, :i] @ K[:i, ...]
-            ys.append(y)
-            K[i, ...] = f(y, t + self.c[i] * dt)
-        self.nf += s
+        if stages is not None:
+            K = stages[:s, ...]
+            for i in range(s):
+                ys.append(u if i == 0 else u + dtA[i, :i] @ K[:i, ...])
+        else:
+            K = xp.zeros((s, n), dtype=dtype)
+            for i in range(s):
+                y = u if i == 0 else u + dtA[i, :i] @ K[:i, ...]
+                ys.append(y)
+                K[i, ...] = f(y, t + self.c[i] * dt)
+            self.nf += s
         kbar = b_dt[:, None] * lam[None, :]
         lam_u = lam
         lam_p = None
