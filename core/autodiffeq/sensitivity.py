@@ -435,7 +435,7 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any]) -> Solutio
     known = {"rtol", "atol", "dt", "adaptive", "tstops", "maxiters", "dtmin", "dtmax", "seed",
              "progress"}
     alg_options = {k: options.pop(k) for k in list(options) if k not in known}
-    sens_spec, method = choose_sensitivity(reg, sensealg, spec, be, primal)
+    _, method = choose_sensitivity(reg, sensealg, spec, be, primal)
     request = GradientRequest(
         prob=primal,
         solver=spec,
@@ -466,5 +466,4 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any]) -> Solutio
     )
     sol.sensealg = method.name or type(method).__name__
     logger.debug("differentiated solve: %s with sensealg %s", spec.name, sol.sensealg)
-    del sens_spec
     return sol
