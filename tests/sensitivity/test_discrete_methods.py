@@ -216,3 +216,26 @@ def test_rosenbrock_discrete_methods_on_rober_against_finite_differences():
     np.testing.assert_allclose(adjoint, reverse, rtol=1e-10)
     fd = central_fd(lambda q: loss(q * p0, None, rtol=1e-11), np.ones(3), h=1e-5)
     np.testing.assert_allclose(adjoint, fd, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", [None, "DiscreteAdjoint", "InterpolatingAdjoint"])
+def test_loss_calling_solve_several_times(method):
+    """Two solves on different data inside one loss (nested use), and value_and_grad."""
+    from autograd import value_and_grad
+
+    starts = [np.array([1.0, 1.0]), np.array([0.5, 2.0])]
+
+    def loss(p, rtol=1e-9, sensealg=method):
+        total = 0.0
+        for u0 in starts:
+            prob = ade.ODEProblem(lotka_volterra, u0, (0.0, 2.0), p)
+            sol = ade.solve(prob, "Tsit5", saveat=[1.0, 2.0], rtol=rtol, atol=rtol * 1e-2,
+                            sensealg=sensealg)
+            total = total + anp.sum((sol.u - 1.0) ** 2)
+        return total
+
+    value, g = value_and_grad(loss)(P0)
+    # the traced solve steps onto the save times, the plain one interpolates: same to rtol
+    np.testing.assert_allclose(value, loss(P0), rtol=1e-8)
+    fd = central_fd(lambda p: loss(p, rtol=1e-12, sensealg=None), P0)
+    np.testing.assert_allclose(g, fd, rtol=1e-5)
