@@ -27,7 +27,19 @@ def _catalogue(reg: Registry) -> dict[str, Any]:
                 "solvers": [{"name": s.name, **s.capabilities()} for s in solvers],
                 "backends": [{"name": b.name, **b.capabilities_dict()} for b in backends],
                 "sensitivities": [
-                    {"name": s.name, "mode": s.mode, "problem_types": list(s.problem_types)}
+                    {
+                        "name": s.name,
+                        "mode": s.mode,
+                        "problem_types": list(s.problem_types),
+                        "solver_families": None
+                        if s.solver_families is None
+                        else list(s.solver_families),
+                        "backends": None if s.backends is None else list(s.backends),
+                        "autograd_families": list(s.autograd_families),
+                        "stiff": s.stiff,
+                        "options": list(s.options),
+                        "default_priority": s.default_priority,
+                    }
                     for s in sens
                 ],
                 "ensembles": [{"name": e.name} for e in ens],
@@ -65,7 +77,15 @@ def _print_text(cat: dict[str, Any]) -> None:
             status = "available" if b["available"] else f"unavailable: {b['unavailable_reason']}"
             out(f"  backend  {b['name']:<12} device={b['device']} {status}\n")
         for s in plugin["sensitivities"]:
-            out(f"  sensitivity {s['name']:<12} mode={s['mode']}\n")
+            families = ",".join(s["solver_families"] or ["any"])
+            backends = ",".join(s["backends"] or ["any"])
+            stiff = "" if s["stiff"] else " not-for-stiff"
+            if s["autograd_families"]:
+                stiff += f" ({','.join(s['autograd_families'])}: autograd backends only)"
+            out(
+                f"  sensitivity {s['name']:<20} mode={s['mode']} families={families} "
+                f"backends={backends}{stiff}\n"
+            )
         for e in plugin["ensembles"]:
             out(f"  ensemble {e['name']}\n")
     if cat["failed"]:
