@@ -28,7 +28,7 @@ from .errors import InvalidArgument, InvalidType, UnknownName, UnsupportedCombin
 from .problems import ODEProblem
 from .registry import Registry
 from .solution import Stats
-from .validation import contains_traced, is_traced
+from .validation import contains_traced, is_traced, parameter_array
 
 #: the registered method that computes local sensitivities
 METHOD = "ForwardSensitivity"
@@ -109,17 +109,9 @@ def _parameters(p: Any, backend: Any) -> np.ndarray:
         )
     if backend.is_native(p):
         p = backend.to_host(p)
-    try:
-        arr = np.asarray(p, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InvalidType(
-            "p must be an array of numbers for sensitivities with respect to it (flatten "
-            f"containers, e.g. with autograd.misc.flatten), got {type(p).__name__}"
-        ) from None
+    arr = parameter_array(p, "for sensitivities with respect to it")
     if arr.size == 0:
         raise InvalidArgument("p is empty: there is nothing to differentiate; pass wrt='u0'")
-    if not np.all(np.isfinite(arr)):
-        raise InvalidArgument("p contains NaN or inf")
     return arr
 
 

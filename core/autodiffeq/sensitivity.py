@@ -33,7 +33,7 @@ from .registry import Registry
 from .rhs_derivatives import RHSDerivatives
 from .solution import Solution
 from .specs import SensitivitySpec, SolverSpec
-from .validation import contains_traced, is_traced, unbox
+from .validation import contains_traced, is_traced, parameter_array, unbox
 
 logger = logging.getLogger("autodiffeq")
 
@@ -419,13 +419,7 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any]) -> Solutio
             f"({type(p_val).__name__}); flatten it, e.g. with autograd.misc.flatten"
         )
     if wrt_p:
-        try:
-            p_val = np.asarray(p_val, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InvalidType(
-                "p must be an array of numbers to be differentiated (flatten containers, e.g. "
-                f"with autograd.misc.flatten), got {type(p_val).__name__}"
-            ) from None
+        p_val = parameter_array(p_val, "to be differentiated")
     primal = prob.remake(u0=np.asarray(unbox(prob.u0)), p=p_val)
     be = _resolve_backend(reg, backend_name)
     rtol_s, _ = _check_tolerances(options.get("rtol", 1e-3), options.get("atol", 1e-6))

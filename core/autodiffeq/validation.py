@@ -96,6 +96,20 @@ def check_state(x: Any, name: str = "u0") -> None:
         )
 
 
+def parameter_array(p: Any, purpose: str) -> np.ndarray:
+    """``p`` as a finite float64 NumPy array for differentiation with respect to it."""
+    try:
+        arr = np.asarray(p, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidType(
+            f"p must be an array of numbers {purpose} (flatten containers, e.g. with "
+            f"autograd.misc.flatten), got {type(p).__name__}"
+        ) from None
+    if not np.all(np.isfinite(arr)):
+        raise InvalidArgument("p contains NaN or inf")
+    return arr
+
+
 def check_tspan(tspan: Any, name: str = "tspan") -> tuple[float, float]:
     """``tspan`` must be two finite, distinct real numbers; it may run backwards."""
     if isinstance(tspan, (str, bytes)) or tspan is None:

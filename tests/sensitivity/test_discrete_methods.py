@@ -239,3 +239,8 @@ def test_loss_calling_solve_several_times(method):
     np.testing.assert_allclose(value, loss(P0), rtol=1e-8)
     fd = central_fd(lambda p: loss(p, rtol=1e-12, sensealg=None), P0)
     np.testing.assert_allclose(g, fd, rtol=1e-5)
+
+
+def test_nan_in_differentiated_p_is_a_clear_error():
+    with pytest.raises(ade.InvalidArgument, match="p contains NaN"):
+        grad(lambda p: lv_loss(p))(np.array([1.5, np.nan, 3.0, 1.0]))
