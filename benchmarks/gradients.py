@@ -14,7 +14,8 @@ timed for
   with Tsit5 on the NumPy backend; incompatible ones, ones that raise
   ``UnsupportedCombination`` and ones predicted to take longer than ``--budget`` seconds
   (from their time at the previous ``H``, scaled by the parameter count) are listed with the
-  reason;
+  reason; plus the configured variants in :data:`VARIANTS` (``ForwardSensitivity`` with
+  ``error_control="state"``: the forward solve's own steps);
 * torchdiffeq, when ``torch`` and ``torchdiffeq`` import: ``odeint`` (backpropagation through
   the solver) and ``odeint_adjoint``, ``dopri5``, the same tolerances (the adjoint's default to
   them), float64, the same network and weights, ``loss.backward()``.
@@ -36,7 +37,7 @@ Output: a table per batch size (time, err, speedups ``x ReverseMode = t(ReverseM
 faster), the judged comparisons, the forward/adjoint crossover in parameter count,
 ``gradients.csv`` and ``gradients.png`` (time against parameter count, log-log) in ``--out``.
 
-    python benchmarks/gradients.py            # full: H = 4, 16, 64, 256, 1024; B = 1, 64
+    python benchmarks/gradients.py            # full: H = 4, 8, 16, 32, 64, 256, 1024; B = 1, 64
     python benchmarks/gradients.py --quick    # smoke run: H = 16, 256; B = 1, 64
     python benchmarks/gradients.py --hidden 16,64 --batch 1 --no-torch
 
@@ -80,6 +81,11 @@ SOLVER = "Tsit5"
 TDQ_ODEINT = "torchdiffeq.odeint"
 TDQ_ADJOINT = "torchdiffeq.odeint_adjoint"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+#: configured methods timed next to the registered ones (which run with default options):
+#: label -> (registered name, options)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ForwardSensitivity(state)": ("ForwardSensitivity", {"error_control": "state"}),
+}
 
 
 def keep_freed_memory() -> str:
@@ -142,7 +148,7 @@ def make_case(hidden: int, batch: int) -> Case:
     return Case(hidden, batch, model, model.init(seed=0), u0, np.asarray(truth.u))
 
 
-def ade_gradient(case: Case, sensealg: str, rtol: float = RTOL, atol: float = ATOL) -> Callable:
+def ade_gradient(case: Case, sensealg: Any, rtol: float = RTOL, atol: float = ATOL) -> Callable:
     """``p -> d loss / d p`` through ``ade.solve`` with sensitivity method ``sensealg``."""
 
     def loss(p: Any) -> Any:
@@ -346,6 +352,15 @@ def run_case(
             print(f"  {res.method:24s} {res.note}", flush=True)
             continue
         record(res, lambda name=spec.name: ade_gradient(case, name)(case.p0))
+
+    registered = {spec.name: spec for spec in methods}
+    for label, (name, options) in VARIANTS.items():
+        if name not in registered:
+            continue
+        res = Result(label, registered[name].mode, case.hidden, case.batch, case.n_params)
+        if reg.compatible(SOLVER, "numpy", registered[name], prob):
+            method = ade.sensitivity_method(name, **options)
+            record(res, lambda method=method: ade_gradient(case, method)(case.p0))
 
     if torch_mods is not None:
         torch, torchdiffeq = torch_mods
@@ -587,7 +602,7 @@ def main(argv: list[str] | None = None) -> None:
     malloc_note = "malloc settings unchanged (--system-malloc)"
     if not args.system_malloc:
         malloc_note = keep_freed_memory()
-    hiddens = args.hidden or ([16, 256] if args.quick else [4, 16, 64, 256, 1024])
+    hiddens = args.hidden or ([16, 256] if args.quick else [4, 8, 16, 32, 64, 256, 1024])
     batches = args.batch or [1, 64]
     budget = args.budget or (5.0 if args.quick else 60.0)
 

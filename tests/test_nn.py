@@ -247,3 +247,50 @@ def test_gradient_through_solve_matches_finite_differences():
     fd = np.array([(tight(p0 + h * e) - tight(p0 - h * e)) / (2 * h) for e in np.eye(mlp.n_params)])
     # small components are limited by the discretisation error, relative to the largest
     np.testing.assert_allclose(g, fd, rtol=1e-4, atol=2e-6 * np.max(np.abs(fd)))
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("shape", SHAPES)
+def test_value_and_jvps_equal_one_jvp_per_tangent(activation, shape):
+    mlp = MLP((3, 6, 4, 2), activation=activation, input_transform="cube")
+    p, u, _, _, _ = _point(mlp, shape, seed=6)
+    rng = np.random.default_rng(7)
+    k = 5
+    dU = rng.standard_normal((k, *shape))
+    dP = rng.standard_normal((k, mlp.n_params))
+    for tu, tp in ((dU, dP), (None, dP), (dU, None)):
+        f, jv = mlp.value_and_jvps(tu, tp, u, p, 0.0)
+        np.testing.assert_allclose(f, mlp(u, p, 0.0), rtol=1e-14)
+        assert jv.shape == (k, *shape[:-1], 2)
+        for j in range(k):
+            ref = _autograd_jvp(
+                mlp,
+                np.zeros(shape) if tu is None else tu[j],
+                np.zeros(mlp.n_params) if tp is None else tp[j],
+                u, p,
+            )
+            np.testing.assert_allclose(jv[j], ref, rtol=1e-12, atol=1e-13)
+    # the cached layout of dP must follow a changed array object
+    dP2 = rng.standard_normal((k, mlp.n_params))
+    _, jv2 = mlp.value_and_jvps(None, dP2, u, p)
+    np.testing.assert_allclose(jv2[0], mlp.jvp(None, dP2[0], u, p), rtol=1e-12, atol=1e-13)
+    with pytest.raises(ValueError, match="dU or dP"):
+        mlp.value_and_jvps(None, None, u, p)
+    with pytest.raises(ValueError, match="dP must be"):
+        mlp.value_and_jvps(None, np.ones((k, 3)), u, p)
+
+
+def test_value_and_jvps_tangent_layout_cache_is_safe():
+    mlp = MLP((2, 4, 2), input_transform="cube")
+    p, u, _, _, _ = _point(mlp, (2,), seed=8)
+    dP = np.eye(mlp.n_params)[:3]
+    _, first = mlp.value_and_jvps(None, dP, u, p)
+    dP *= 2.0  # a writeable array may change in place: its layout is not cached
+    _, second = mlp.value_and_jvps(None, dP, u, p)
+    np.testing.assert_allclose(second, 2.0 * first, rtol=1e-14)
+    frozen = np.eye(mlp.n_params)[:3]
+    frozen.flags.writeable = False
+    _, a = mlp.value_and_jvps(None, frozen, u, p)
+    _, b = mlp.value_and_jvps(None, frozen, u, p)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, first, rtol=1e-14)

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.linalg
 from scipy.integrate import solve_ivp
 
 import autodiffeq as ade
@@ -279,3 +280,41 @@ def test_failed_solve_with_saveat_keeps_the_last_state(decay_problem):
     assert sol.retcode == "MaxIters" and len(sol.t) == 1 and 0 < sol.t[0] < 1.0
     np.testing.assert_allclose(sol.u[-1], np.exp(-sol.t[-1]) * np.array([1.0, 2.0]),
                                rtol=1e-9)
+
+
+@pytest.mark.parametrize("alg", ["Tsit5", "Vern7", "Rodas5P"])
+def test_error_components_steps_only_on_the_leading_entries(alg):
+    """Extra trailing components that the norm does not see leave the steps unchanged."""
+
+    def lv(u, p, t):
+        return np.array([1.5 * u[0] - u[0] * u[1], -3.0 * u[1] + u[0] * u[1]])
+
+    def augmented(y, p, t):  # LV plus a fast, unrelated decay the norm must ignore
+        return np.concatenate([lv(y[:2], p, t), -50.0 * y[2:]])
+
+    def lv_jac(u, p, t):
+        return np.array([[1.5 - u[1], -u[0]], [u[1], -3.0 + u[0]]])
+
+    def augmented_jac(y, p, t):  # exact Jacobians: Rodas is not a W-method
+        return scipy.linalg.block_diag(lv_jac(y[:2], p, t), -50.0 * np.eye(2))
+
+    base = ade.solve(
+        ade.ODEProblem(lv, [1.0, 1.0], (0.0, 5.0), jac=lv_jac), alg, rtol=1e-6, atol=1e-9
+    )
+    prob = ade.ODEProblem(augmented, [1.0, 1.0, 1.0, -2.0], (0.0, 5.0), jac=augmented_jac)
+    rtol = np.full(4, 1e-6)
+    sol = ade.solve(prob, alg, rtol=rtol, atol=1e-9, error_components=2)
+    # the same steps, up to rounding in the error estimate (a difference of nearly equal
+    # stage sums, which BLAS rounds differently for another state length)
+    assert sol.stats.naccept == base.stats.naccept and sol.stats.nreject == base.stats.nreject
+    np.testing.assert_allclose(sol.t, base.t, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(sol.u[:, :2], base.u, rtol=1e-8, atol=1e-12)
+    full = ade.solve(prob, alg, rtol=1e-6, atol=1e-9)
+    assert len(full.t) != len(base.t)  # with all entries under control the steps differ
+
+
+@pytest.mark.parametrize("bad", [0, 5, 1.5, True, "2"])
+def test_error_components_is_checked(bad):
+    prob = ade.ODEProblem(lambda u, p, t: -u, np.ones(4), (0.0, 1.0))
+    with pytest.raises((ade.InvalidArgument, ade.InvalidType), match="error_components"):
+        ade.solve(prob, "Tsit5", error_components=bad)

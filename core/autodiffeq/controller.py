@@ -54,16 +54,20 @@ def initial_step(
     atol: Any,
     span: float,
     dtmax: float,
+    n_err: int | None = None,
 ) -> float:
     """Hairer's starting step size (*Solving ODEs I*, II.4, p. 169), magnitude only.
 
-    Uses one extra evaluation of ``f``. ``order`` is the order of the method.
+    Uses one extra evaluation of ``f``. ``order`` is the order of the method. The norms use
+    the first ``n_err`` entries of the state (default: all; ``rtol``/``atol`` are scalars or
+    cover those entries).
     """
-    n = u0.shape[0]
+    n = u0.shape[0] if n_err is None else n_err
     f0 = xp.asarray(f0, copy=True)  # f may reuse its output buffer
-    sc = atol + xp.abs(u0) * rtol
-    d0 = rms_norm(xp, u0 / sc, n)
-    d1 = rms_norm(xp, f0 / sc, n)
+    u0_e, f0_e = (u0, f0) if n == u0.shape[0] else (u0[:n], f0[:n])
+    sc = atol + xp.abs(u0_e) * rtol
+    d0 = rms_norm(xp, u0_e / sc, n)
+    d1 = rms_norm(xp, f0_e / sc, n)
     if d0 < 1e-5 or d1 < 1e-5 or not (math.isfinite(d0) and math.isfinite(d1)):
         h0 = 1e-6
     else:
@@ -71,7 +75,9 @@ def initial_step(
     h0 = min(h0, span, dtmax)
     u1 = u0 + (tdir * h0) * f0
     f1 = f(u1, t0 + tdir * h0)
-    d2 = rms_norm(xp, (f1 - f0) / sc, n) / h0
+    if n != u0.shape[0]:
+        f1 = f1[:n]
+    d2 = rms_norm(xp, (f1 - f0_e) / sc, n) / h0
     dmax = max(d1, d2)
     if not math.isfinite(dmax):
         h1 = h0 * 1e-3

@@ -44,6 +44,9 @@ class DriverOptions:
     dense: bool
     progress: bool = False
     controller: PIController | None = None
+    #: the error norm and the initial-step estimate use only the first ``error_components``
+    #: entries of the flat state (``None``: all of them)
+    error_components: int | None = None
 
 
 @dataclass
@@ -80,10 +83,15 @@ def integrate(
     xp = stepper.xp
     dot = stepper.backend.dot
     n = u0.shape[0]
+    # the entries that the error norm sees: a prefix of the state, or all of it
+    n_err = n if opts.error_components is None else min(int(opts.error_components), n)
+    part = n_err < n
     tdir = 1.0 if t1 > t0 else -1.0
     span = abs(t1 - t0)
     adaptive = opts.adaptive
     rtol, atol = opts.rtol, opts.atol
+    if part:
+        rtol, atol = _prefix(rtol, n_err), _prefix(atol, n_err)
     dtmax = min(opts.dtmax, span)
     stepper.init(t0, u0, f0)
 
@@ -94,7 +102,9 @@ def integrate(
             stepper.order, stepper.error_order + 1
         )
         with np.errstate(over="ignore"):  # huge scaled norms are handled as non-finite
-            h = initial_step(stepper.rhs.f, xp, t0, u0, f0, tdir, order, rtol, atol, span, dtmax)
+            h = initial_step(
+                stepper.rhs.f, xp, t0, u0, f0, tdir, order, rtol, atol, span, dtmax, n_err
+            )
         dt = tdir * max(opts.dtmin, h)
         stepper.nf += 1
 
@@ -141,7 +151,7 @@ def integrate(
 
     t = t0
     u = u0
-    au = xp.abs(u) if adaptive else None
+    au = (xp.abs(u[:n_err]) if part else xp.abs(u)) if adaptive else None
     naccept = 0
     nreject = 0
     retcode = "Success"
@@ -166,11 +176,15 @@ def integrate(
             u_new, err = stepper.step(t, u, dt_try)
 
             if adaptive:
-                au_new = xp.abs(u_new)
+                if part:
+                    au_new = xp.abs(u_new[:n_err])
+                    err = err[:n_err]
+                else:
+                    au_new = xp.abs(u_new)
                 sc = xp.maximum(au, au_new)
                 sc = sc * rtol + atol
                 e = err / sc
-                eest = math.sqrt(float(dot(e, e)) / n)
+                eest = math.sqrt(float(dot(e, e)) / n_err)
                 if not eest <= 1.0:
                     nreject += 1
                     if eest != eest or eest == math.inf:
@@ -268,6 +282,11 @@ def integrate(
         stiffness=stepper.stiffness,
         t_final=t,
     )
+
+
+def _prefix(tol: Any, m: int) -> Any:
+    """The first ``m`` entries of a per-component tolerance (a scalar stays as it is)."""
+    return tol[:m] if getattr(tol, "ndim", 0) else tol
 
 
 def _save_in_step(

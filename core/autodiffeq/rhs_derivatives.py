@@ -9,7 +9,8 @@ Sources, in the order ``mode="auto"`` tries them (DESIGN §6):
 
 1. ``"user"``: derivatives given on the problem (``ODEProblem(vjp=, jvp=, jac=, paramjac=)``)
    or carried by the model: an ``f`` object with ``f.vjp(v, u, p, t)`` (and optionally
-   ``f.jvp(du, dp, u, p, t)``), such as :class:`autodiffeq.nn.MLP`;
+   ``f.jvp(du, dp, u, p, t)`` and ``f.value_and_jvps(dU, dP, u, p, t)``, many tangents in one
+   pass), such as :class:`autodiffeq.nn.MLP`;
 2. ``"autograd"``: autograd traces ``f`` (NumPy backend; checked once on the first call);
 3. ``"fd"``: central finite differences, with a one-time :class:`DerivativeWarning` (a vector-
    Jacobian product by differences needs the whole Jacobian: ``2 (n + m)`` evaluations).
@@ -85,6 +86,9 @@ class RHSDerivatives:
         #: ``jvp(du, u, p, t)`` from the problem, or the model's ``jvp(du, dp, u, p, t)``
         self.user_jvp = user_jvp
         self.model_jvp = model_jvp if callable(model_jvp) else None
+        model_jvps = getattr(f, "value_and_jvps", None)
+        #: the model's ``value_and_jvps(dU, dP, u, p, t) -> (f, [J dU_j + F_p dP_j]_j)``
+        self.model_jvps = model_jvps if callable(model_jvps) else None
         self.mode = self._choose(mode)
 
     # ------------------------------------------------------------------ choice of source
@@ -239,6 +243,38 @@ class RHSDerivatives:
             out = out + self.paramjac(u, t) @ dp
         return out
 
+    @property
+    def batched_jvps(self) -> bool:
+        """Whether :meth:`value_and_jvps` is one call of the model's own batched products
+        (and not a loop over directions)."""
+        prob = self.problem
+        user_matrices = prob is not None and (
+            prob.jac is not None or getattr(prob, "jvp", None) is not None
+        )
+        return self.mode == "user" and self.model_jvps is not None and not user_matrices
+
+    def value_and_jvps(self, dU: Any, dP: Any, u: Any, t: float) -> tuple[Any, Any]:
+        """``(f(u, t), rows J dU_j + F_p dP_j)`` for ``k`` tangents at once: ``dU`` is
+        ``(k, n)`` (or ``None``: zero), ``dP`` is ``(k, m)`` (or ``None``); the products are
+        ``(k, n)``. One call of the model's ``value_and_jvps`` when it has one
+        (:attr:`batched_jvps`), else ``k`` calls of :meth:`jvp`."""
+        xp = self.xp
+        if self.batched_jvps:
+            self.nf += 1
+            k = (dU if dU is not None else dP).shape[0]
+            dU_s = None if dU is None else _shaped(xp, dU, (k, *self.shape))
+            # the same dP object at every call (no new view), so a model may cache its layout
+            dP_s = None if (dP is None or self.m == 0) else _shaped(xp, dP, (k, *self.p_shape))
+            fu, jv = self.model_jvps(dU_s, dP_s, _shaped(xp, u, self.shape), self.p, t)
+            jv = xp.asarray(jv, dtype=self.dtype)
+            return self._flat(fu, self.n), _shaped(xp, jv, (k, self.n))
+        k = (dU if dU is not None else dP).shape[0]
+        rows = [
+            self.jvp(None if dU is None else dU[j, ...], None if dP is None else dP[j, ...], u, t)
+            for j in range(k)
+        ]
+        return self._f_backend(u, self.p, t), xp.stack(rows, axis=0)
+
     def _user_vjp(self, v: Any, u: Any, t: float, want_p: bool) -> tuple[Any, Any]:
         xp = self.xp
         if self.user_vjp is not None:
@@ -333,3 +369,8 @@ class RHSDerivatives:
         if not cols:
             return xp.zeros((self.n, 0), dtype=self.dtype)
         return xp.stack(cols, axis=1)
+
+
+def _shaped(xp: Any, x: Any, shape: tuple[int, ...]) -> Any:
+    """``x`` reshaped to ``shape``; ``x`` itself when it already has it."""
+    return x if tuple(x.shape) == shape else xp.reshape(x, shape)

@@ -427,7 +427,7 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any]) -> Solutio
     t0, t1 = primal.tspan
     save_times = _check_saveat(saveat, t0, t1, 1.0 if t1 > t0 else -1.0)
     known = {"rtol", "atol", "dt", "adaptive", "tstops", "maxiters", "dtmin", "dtmax", "seed",
-             "progress"}
+             "progress", "error_components"}
     alg_options = {k: options.pop(k) for k in list(options) if k not in known}
     _, method = choose_sensitivity(reg, sensealg, spec, be, primal)
     request = GradientRequest(

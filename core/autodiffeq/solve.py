@@ -60,6 +60,7 @@ def solve(
     sensealg: Any = None,
     seed: int | None = None,
     progress: bool = False,
+    error_components: int | None = None,
     registry: Registry | None = None,
     **alg_options: Any,
 ) -> Solution:
@@ -86,6 +87,11 @@ def solve(
         sensealg: sensitivity method for gradients through the solve.
         seed: random seed (stochastic problems).
         progress: show a tqdm progress bar.
+        error_components: the step-size control (error norm and starting step) uses only
+            the first ``error_components`` entries of the flat state; the others are
+            integrated on the steps those choose (default ``None``: all entries). For
+            augmented systems such as forward sensitivities (``S' = J S + F_p`` carried along
+            ``u`` on ``u``'s steps).
         registry: the :class:`Registry` to resolve names in (default: :func:`registry`).
         **alg_options: options of the solver (listed in its spec's ``options``).
     """
@@ -107,7 +113,8 @@ def solve(
             dict(
                 rtol=rtol, atol=atol, dt=dt, adaptive=adaptive, saveat=saveat, tstops=tstops,
                 dense=dense, maxiters=maxiters, dtmin=dtmin, dtmax=dtmax, backend=backend,
-                sensealg=sensealg, seed=seed, progress=progress, registry=reg, **alg_options,
+                sensealg=sensealg, seed=seed, progress=progress,
+                error_components=error_components, registry=reg, **alg_options,
             ),
         )
 
@@ -161,6 +168,15 @@ def solve(
     shape = prob.shape
     u0_flat, dtype = _initial_state(prob.u0, be)
     n = int(u0_flat.shape[0])
+    if error_components is not None and (
+        not isinstance(error_components, numbers.Integral)
+        or isinstance(error_components, bool)
+        or not 1 <= error_components <= n
+    ):
+        raise InvalidArgument(
+            f"error_components must be None or an integer from 1 to the state size {n}, "
+            f"got {error_components!r}"
+        )
     eps = float(np.finfo(be.host_dtype(dtype)).eps)
     if rtol_s < 4 * eps:
         warnings.warn(
@@ -197,6 +213,7 @@ def solve(
         save_everystep=save_times is None,
         dense=dense,
         progress=progress,
+        error_components=None if error_components is None else int(error_components),
     )
 
     def on_stiffness(message: str, t: float) -> None:

@@ -77,6 +77,66 @@ def test_gradients_match_discrete_adjoint_and_finite_differences():
     np.testing.assert_allclose(g_p, fd_p, rtol=1e-5)
 
 
+@pytest.mark.parametrize("alg", ["Tsit5", "Vern7", "BS3", "Rodas5P", "Rodas4"])
+def test_state_error_control_is_the_exact_discrete_derivative(alg):
+    """error_control="state": the forward solve's own steps, so S is the derivative of the
+    discrete solution, the gradient DiscreteAdjoint computes in reverse (to rounding)."""
+    method = ade.sensitivity_method(SENS, error_control="state")
+    g_p, g_u0 = grad(lv_loss, argnum=(0, 1))(P0, U0, method, 1e-6, alg)
+    ref_p, ref_u0 = grad(lv_loss, argnum=(0, 1))(P0, U0, "DiscreteAdjoint", 1e-6, alg)
+    # Rosenbrock: the augmented time derivative comes from a difference quotient when f
+    # is not autonomous; LV is autonomous, so the agreement is to rounding for every family
+    scale = np.max(np.abs(ref_p))
+    np.testing.assert_allclose(g_p, ref_p, rtol=1e-10, atol=1e-11 * scale)
+    np.testing.assert_allclose(g_u0, ref_u0, rtol=1e-10, atol=1e-11 * scale)
+    # and the default (sensitivities under error control) is a different, more accurate one
+    g_all = grad(lv_loss)(P0, U0, SENS, 1e-6, alg)
+    assert np.max(np.abs(g_all - ref_p)) > 1e-12 * np.max(np.abs(ref_p))
+
+
+@pytest.mark.parametrize("batch", [None, 3])
+def test_neural_ode_batched_products_and_state_error_control(batch):
+    from autodiffeq.nn import MLP
+
+    mlp = MLP((2, 8, 2), input_transform="cube")
+    p0 = mlp.init(seed=0)
+    u0 = np.array([2.0, 0.0]) if batch is None else np.linspace(1.0, 2.0, 2 * batch).reshape(
+        batch, 2)
+    ts = np.linspace(0.0, 1.5, 6)
+
+    def loss(p, u0, sensealg):
+        prob = ade.ODEProblem(mlp, u0, (0.0, 1.5), p)
+        sol = ade.solve(prob, "Tsit5", saveat=ts, rtol=1e-6, atol=1e-8, sensealg=sensealg)
+        return anp.sum(sol.u**2)
+
+    state = ade.sensitivity_method(SENS, error_control="state")
+    g = grad(loss, argnum=(0, 1))(p0, u0, state)
+    ref = grad(loss, argnum=(0, 1))(p0, u0, "DiscreteAdjoint")
+    for a, b in zip(g, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+    g_all = grad(loss, argnum=(0, 1))(p0, u0, SENS)
+    for a, b in zip(g_all, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-8)
+
+
+def test_batched_products_are_used_for_a_model_with_value_and_jvps(caplog):
+    import logging
+
+    from autodiffeq.nn import MLP
+
+    mlp = MLP((2, 4, 2))
+    prob = ade.ODEProblem(mlp, np.array([1.0, 0.5]), (0.0, 0.5), mlp.init(seed=1))
+    with caplog.at_level(logging.DEBUG, logger="autodiffeq"):
+        grad(lambda p: anp.sum(ade.solve(prob.remake(p=p), "Tsit5", saveat=[0.5],
+                                         sensealg=SENS).u))(prob.p)
+    assert "J S by batched" in caplog.text
+
+
+def test_error_control_option_is_checked():
+    with pytest.raises(ade.InvalidArgument, match="error_control"):
+        ade.sensitivity_method(SENS, error_control="none")
+
+
 def _expm_truth(A, u0, T, c):
     """``d(c . expm(T A) u0)/dA`` (Fréchet derivative) and ``/du0``."""
     exact = np.zeros_like(A)

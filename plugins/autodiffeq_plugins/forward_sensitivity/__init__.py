@@ -21,7 +21,7 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
             solver_families=None,
             backends=None,
             stiff=True,
-            options=("autojacvec",),
+            options=("autojacvec", "error_control"),
             default_priority=10,
             description="forward sensitivity equations M S' = J S + df/dp solved with the "
             "state by the same solver and error control (exact augmented Jacobian for stiff "

@@ -13,7 +13,14 @@ i.e. ``s_j' = J s_j`` for a ``u0`` column and ``s_j' = J s_j + df/dp_j`` for a `
 :class:`ForwardSensitivity` integrates the augmented state ``y = [u, s_1, ..., s_k]`` (length
 ``N = n (k + 1)``) with the *same* solver, the same tolerances and error control over all of
 ``y`` — SciMLSensitivity's ``ForwardSensitivity`` default (``ODEForwardSensitivityProblem``) —
-so the returned states come from that augmented solve. Gradients are then products with ``S``
+so the returned states come from that augmented solve. With ``error_control="state"`` the
+step-size control sees ``u`` alone; the augmented solve then takes the plain solve's steps,
+and since a Runge–Kutta method applied to the variational equations is the derivative of
+the method applied to the equation (internal differentiation: Hairer, Nørsett & Wanner,
+I.14; for Rosenbrock methods with the exact ``J_aug`` below, by the symmetry of second
+derivatives), ``S`` is then the exact derivative of the discrete solution with the step
+sizes held fixed — the gradient ``DiscreteAdjoint`` and ``ReverseMode`` compute, from the
+other side. Gradients are then products with ``S``
 at the saved times: ``g -> sum_i g_i^T S(t_i)`` (VJP) and ``(du0, dp) -> S(t_i) [du0; dp]``
 (JVP). It costs one solve of an ``n (k + 1)``-dimensional system: best for few inputs (the
 ``sensealg=None`` choice for ``len(u0) + len(p) <= 100``, DESIGN §6).
@@ -29,6 +36,9 @@ Products ``J S + F_p E`` (:class:`AugmentedSystem`), from :class:`~autodiffeq.RH
 * ``"columns"``: ``k`` Jacobian-vector products ``J s_j + F_p e_j`` (autograd forward mode),
   chosen over ``"rows"`` only when ``k < n`` (parameters alone differentiated, and fewer
   parameters than states).
+* ``"batched"``: all ``k`` products and ``f`` in one call of the model's
+  ``value_and_jvps`` (e.g. :class:`autodiffeq.nn.MLP`: the tangents are a leading axis of
+  one forward pass), used when the model has it and the problem gives no ``jac``.
 
 Stiff solvers (Rosenbrock, auto-switching) factor ``W = M_aug / (gamma dt) - J_aug``. Rodas
 methods are *not* W-methods: their order needs the exact Jacobian of the system they
@@ -130,6 +140,8 @@ class AugmentedSystem:
         et = np.zeros((self.k, self.m))
         et[self.n_u0:, :] = np.eye(self.m)
         self._et = self.backend.asarray(et, dtype=self.dtype)
+        if isinstance(self._et, np.ndarray):
+            self._et.flags.writeable = False  # constant: a model may cache its layout
         self.nprod = 0
         logger.debug(
             "ForwardSensitivity: n=%d, k=%d sensitivity columns, J S by %s (%s derivatives)",
@@ -166,6 +178,8 @@ class AugmentedSystem:
         if mode == "user":
             if prob.jac is not None and (self.m == 0 or prob.paramjac is not None):
                 return "matrices"
+            if self.derivs.batched_jvps:
+                return "batched"
             return "rows"
         return "rows" if self.n <= self.k else "columns"
 
@@ -216,6 +230,8 @@ class AugmentedSystem:
         unless ``want_f``."""
         xp = self.xp
         self.nprod += 1
+        if self.strategy == "batched":
+            return self.derivs.value_and_jvps(st, self._et if self.m > 0 else None, u, t)
         if self.strategy == "columns":
             et = self._et
             cols = [
@@ -368,6 +384,12 @@ class ForwardSensitivity(SensitivityMethod):
         autojacvec: where ``J``, ``df/dp`` and their products come from: ``"auto"`` (user
             derivatives, else autograd on the NumPy backend, else finite differences),
             ``"user"``, ``"autograd"`` or ``"fd"``.
+        error_control: ``"all"`` (default, SciMLSensitivity's choice): the step-size
+            control sees ``u`` and ``S``, so the sensitivities are accurate to the
+            tolerances on their own; ``"state"``: it sees ``u`` only (``solve``'s
+            ``error_components``), so the solve takes exactly the steps of the plain
+            forward solve and ``S`` is the exact derivative of that discrete solution
+            (step sizes held fixed, as the discrete methods treat them; module doc).
 
     Besides ``vjp`` and ``jvp``, :meth:`sensitivities` returns the full ``du/du0`` and
     ``du/dp`` at the saved times (used by :func:`autodiffeq.local_sensitivities`).
@@ -375,15 +397,21 @@ class ForwardSensitivity(SensitivityMethod):
 
     name = "ForwardSensitivity"
 
-    def __init__(self, autojacvec: str = "auto") -> None:
+    def __init__(self, autojacvec: str = "auto", error_control: str = "all") -> None:
         if autojacvec not in MODES:
             raise InvalidArgument(f"autojacvec must be one of {MODES}, got {autojacvec!r}")
+        if error_control not in ("all", "state"):
+            raise InvalidArgument(
+                f"error_control must be 'all' or 'state', got {error_control!r}"
+            )
         self.autojacvec = autojacvec
+        self.error_control = error_control
 
     def forward(self, request: GradientRequest) -> ForwardRecord:
         aug = AugmentedSystem(request, self.autojacvec)
         s0t, s_init = aug.initial_sensitivity()
-        sol = request.solve(prob=aug.problem(s0t), **aug.tolerances())
+        control = {"error_components": aug.n} if self.error_control == "state" else {}
+        sol = request.solve(prob=aug.problem(s0t), **aug.tolerances(), **control)
         xp = request.backend.xp
         n, k = aug.n, aug.k
         ts = np.asarray(sol.t, dtype=np.float64)
@@ -437,7 +465,10 @@ class ForwardSensitivity(SensitivityMethod):
         return du_du0, du_dp
 
     def __repr__(self) -> str:
-        return f"ForwardSensitivity(autojacvec={self.autojacvec!r})"
+        return (
+            f"ForwardSensitivity(autojacvec={self.autojacvec!r}, "
+            f"error_control={self.error_control!r})"
+        )
 
 
 def _save_index(request: GradientRequest, ts: np.ndarray) -> np.ndarray:
