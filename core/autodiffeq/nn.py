@@ -152,7 +152,7 @@ class MLP:
         self.n_params = offset
         # (p, its layer views): one attribute, so that a thread never sees a mismatched pair
         self._cache: tuple[Any, list[tuple[np.ndarray, np.ndarray]]] = (None, [])
-        self._tangent_cache: tuple[Any, list[tuple[np.ndarray, np.ndarray]]] = (None, [])
+        self._tangent_cache: tuple[Any, int, list[tuple[np.ndarray, np.ndarray]]] = (None, 0, [])
 
     def __repr__(self) -> str:
         return (
@@ -308,18 +308,20 @@ class MLP:
         """
         if dU is None and dP is None:
             raise ValueError("value_and_jvps needs dU or dP")
-        u = np.asarray(u, dtype=np.float64)
+        if type(u) is not np.ndarray or u.dtype != np.float64:
+            u = np.asarray(u, dtype=np.float64)
         layers = self._layers_np(p)
         h = u if self._identity_input else self._g(u)
+        lead = u.shape[:-1]  # the state's batch axes: () or (B,)
         dh = None
         if dU is not None:
-            dU = np.asarray(dU, dtype=np.float64)
+            if type(dU) is not np.ndarray or dU.dtype != np.float64:
+                dU = np.asarray(dU, dtype=np.float64)
             if dU.shape[1:] != u.shape:
                 raise ValueError(f"dU must be (k, *{u.shape}), got {dU.shape}")
             dh = dU if self._identity_input else self._dg(u) * dU
-        d_layers = None if dP is None else self._tangent_layers(dP)
+        d_layers = None if dP is None else self._tangent_layers(dP, len(lead))
         k = (dU if dU is not None else dP).shape[0]
-        lead = u.shape[:-1]  # the state's batch axes: () or (B,)
         tanh = self.activation == "tanh"
         last = len(layers) - 1
         for li, (W, b) in enumerate(layers):
@@ -330,10 +332,9 @@ class MLP:
             if dh is not None:  # (k, *lead, n_a) @ W as one 2-D product
                 dz = np.dot(dh.reshape(-1, n_a), W).reshape(k, *lead, n_b)
             if d_layers is not None:
-                dW, db = d_layers[li]  # (n_a, k n_b), (k, n_b)
+                dW, db = d_layers[li]  # (n_a, k n_b), (k, *1s, n_b)
                 hw = np.dot(h, dW).reshape(*lead, k, n_b)  # h dW_j for every j, one product
                 dz_p = np.moveaxis(hw, -2, 0) if lead else hw
-                db = db.reshape(k, *((1,) * len(lead)), n_b)
                 # in place: a chained ``a + b + c`` with a broadcast operand measured 10x
                 # slower (NumPy's temporary elision) on (k, B, n_b) arrays
                 if dz is None:
@@ -353,31 +354,33 @@ class MLP:
             dh = dz
         raise AssertionError("unreachable: an MLP has at least one layer")
 
-    def _tangent_layers(self, dP: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _tangent_layers(self, dP: Any, batch_dims: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """``dP`` (k, n_params) as per-layer ``(dW, db)``: ``dW`` laid out ``(n_a, k n_b)``
-        so that ``h dW_j`` for all ``j`` is one matrix product, ``db`` as ``(k, n_b)``. Those
+        so that ``h dW_j`` for all ``j`` is one matrix product, ``db`` as ``(k, n_b)`` with
+        ``batch_dims`` unit axes before ``n_b`` (to broadcast over a batch of states). Those
         of the last ``dP`` are kept when it is a read-only array (it cannot change under the
         cache): forward sensitivities pass the same constant, read-only directions at every
         stage."""
         cache = self._tangent_cache
-        if cache[0] is dP:
-            return cache[1]
+        if cache[0] is dP and cache[1] == batch_dims:
+            return cache[2]
         flat = np.asarray(dP, dtype=np.float64)
         k = flat.shape[0]
         flat = flat.reshape(k, -1)
         if flat.shape[1] != self.n_params:
             raise ValueError(f"dP must be (k, {self.n_params}), got {np.shape(dP)}")
+        ones = (1,) * batch_dims
         out = [
             (
                 np.ascontiguousarray(
                     flat[:, w0:w1].reshape(k, n_a, n_b).transpose(1, 0, 2).reshape(n_a, k * n_b)
                 ),
-                np.ascontiguousarray(flat[:, w1:b1]),
+                np.ascontiguousarray(flat[:, w1:b1]).reshape(k, *ones, n_b),
             )
             for w0, w1, b1, n_a, n_b in self._slices
         ]
         if isinstance(dP, np.ndarray) and not dP.flags.writeable:
-            self._tangent_cache = (dP, out)
+            self._tangent_cache = (dP, batch_dims, out)
         return out
 
     def jvp(self, du: Any, dp: Any, u: Any, p: Any, t: Any = None) -> np.ndarray:

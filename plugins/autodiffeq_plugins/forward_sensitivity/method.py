@@ -290,6 +290,32 @@ class AugmentedSystem:
         fu, dst = self.products(u, st, t)
         return xp.concat([fu, xp.reshape(dst, (k * n,))])
 
+    def _rhs_function(self) -> Any:
+        """:meth:`rhs`, or for a model with batched products on NumPy the same right-hand
+        side with the bookkeeping hoisted out (it runs once per stage)."""
+        if self.strategy != "batched" or not isinstance(self._et, np.ndarray):
+            return self.rhs
+        n, k = self.n, self.k
+        shape = self.shape
+        model = self.derivs.model_jvps
+        p = self.request.prob.p
+        directions = self._et if self.m > 0 else None
+        derivs = self.derivs
+        if derivs.p_shape is not None and directions is not None:
+            directions = directions.reshape(k, *derivs.p_shape)
+            directions.flags.writeable = False
+        st_shape = (k, *shape)
+
+        def rhs_batched(y: Any, _p: Any, t: float) -> Any:
+            derivs.nf += 1
+            fu, dst = model(y[n:].reshape(st_shape), directions, y[:n].reshape(shape), p, t)
+            out = np.empty(n * (k + 1), dtype=y.dtype)
+            out[:n] = fu.reshape(-1)
+            out[n:] = dst.reshape(-1)
+            return out
+
+        return rhs_batched
+
     def jac(self, y: Any, _p: Any, t: float) -> Any:
         """The exact augmented Jacobian (block lower triangular, module doc)."""
         xp = self.xp
@@ -359,7 +385,7 @@ class AugmentedSystem:
         if prob.mass_matrix is not None:
             mass = np.kron(np.eye(self.k + 1), self.host_mass())
         return ODEProblem(
-            self.rhs, y0, prob.tspan, None,
+            self._rhs_function(), y0, prob.tspan, None,
             mass_matrix=mass,
             jac=self.jac if self.request.solver.needs_jacobian else None,
         )
