@@ -13,7 +13,8 @@ timed for
 * every registered sensitivity method (``ade.registry().sensitivities()``) that is compatible
   with Tsit5 on the NumPy backend; incompatible ones, ones that raise
   ``UnsupportedCombination`` and ones predicted to take longer than ``--budget`` seconds
-  (from their time at the previous ``H``, scaled by the parameter count) are listed with the
+  (from their time at the previous ``H``, scaled by the parameter count, squared for forward
+  methods) are listed with the
   reason; plus the configured variants in :data:`VARIANTS` (``ForwardSensitivity`` with
   ``error_control="state"``: the forward solve's own steps);
 * torchdiffeq, when ``torch`` and ``torchdiffeq`` import: ``odeint`` (backpropagation through
@@ -304,12 +305,15 @@ def run_case(
     results: list[Result] = []
     hard_limit = max(3 * budget, 30.0)
 
-    def predicted_too_slow(name: str) -> str:
+    def predicted_too_slow(name: str, mode: str) -> str:
         last = previous.get((name, case.batch))
         if last is None:
             return ""
         params, seconds = last
-        guess = seconds * case.n_params / params
+        # forward methods carry one tangent per parameter through a network whose size
+        # grows with the parameter count as well: quadratic; reverse ones: linear
+        power = 2 if mode == "forward" else 1
+        guess = seconds * (case.n_params / params) ** power
         if guess > budget:
             return (
                 f"skipped: predicted {guess:.3g} s per gradient (> budget {budget:g} s; "
@@ -318,7 +322,7 @@ def run_case(
         return ""
 
     def record(res: Result, fn: Callable[[], Any]) -> None:
-        skip = predicted_too_slow(res.method)
+        skip = predicted_too_slow(res.method, res.mode)
         if skip:
             res.note = skip
         else:

@@ -294,3 +294,22 @@ def test_value_and_jvps_tangent_layout_cache_is_safe():
     _, b = mlp.value_and_jvps(None, frozen, u, p)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(a, first, rtol=1e-14)
+
+
+def test_value_and_jvps_in_chunks_equal_one_pass(monkeypatch):
+    import autodiffeq.nn as nn
+
+    mlp = MLP((3, 6, 2), input_transform="cube")
+    p, u, _, _, _ = _point(mlp, (4, 3), seed=9)
+    rng = np.random.default_rng(10)
+    k = 11
+    dU = rng.standard_normal((k, 4, 3))
+    dP = rng.standard_normal((k, mlp.n_params))
+    f_one, one = mlp.value_and_jvps(dU, dP, u, p)
+    # 4 states x widest layer 6 = 24 entries per direction: chunks of 2 directions
+    monkeypatch.setattr(nn, "TANGENT_CHUNK_ELEMENTS", 48)
+    f_chunked, chunked = mlp.value_and_jvps(dU, dP, u, p)
+    np.testing.assert_array_equal(f_chunked, f_one)
+    np.testing.assert_allclose(chunked, one, rtol=1e-13, atol=1e-14)
+    _, only_p = mlp.value_and_jvps(None, dP, u, p)
+    np.testing.assert_allclose(only_p[5], mlp.jvp(None, dP[5], u, p), rtol=1e-12, atol=1e-14)

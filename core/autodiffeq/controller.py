@@ -10,6 +10,9 @@ and a step is accepted when ``EEst <= 1``. PI control (Gustafsson 1991; Hairer &
 
     q = EEst**beta1 / EEst_prev**beta2 / safety,   clipped to [1/qmax, 1/qmin]
     dt_new = dt / q,   beta1 = 0.7 / k,  beta2 = 0.4 / k,  safety = 0.9, qmin = 0.2, qmax = 10
+
+A stepper may ask for another controller with a ``controller_class`` attribute: the
+Rosenbrock methods use :class:`PredictiveController` (Gustafsson's, as in Hairer's RODAS).
 """
 
 from __future__ import annotations
@@ -35,6 +38,34 @@ class PIController:
     def for_order(cls, k: int, **overrides: float) -> PIController:
         """Constants for an error estimate of order ``k`` (local error ``O(dt**k)``)."""
         return cls(beta1=0.7 / k, beta2=0.4 / k, **overrides)
+
+
+@dataclass(frozen=True)
+class PredictiveController:
+    """Gustafsson's predictive step-size controller, as in Hairer's RODAS and RADAU5.
+
+    With ``err_n`` the scaled error of the accepted step ``h_n`` and ``k`` the order of the
+    error estimate (local error ``O(h**k)``), the new step is ``h_n / fac`` with::
+
+        fac = max(fac_I, fac_G),   fac_I = err_n**(1/k) / safety,
+        fac_G = (h_acc / h_n) * (err_n**2 / err_acc)**(1/k) / safety,
+
+    ``h_acc``, ``err_acc = max(err, 1e-2)`` from the previous accepted step, each factor kept in
+    ``[1/qmax, 1/qmin]``, and no growth on the step right after a rejection (Gustafsson,
+    *ACM TOMS* 20, 1994; Hairer & Wanner, *Solving ODEs II*, IV.8, eq. (8.21) and the code
+    RODAS). It anticipates the step-size decrease where the error grows from step to step,
+    such as the fast transitions of relaxation oscillations.
+    """
+
+    k: int
+    safety: float = 0.9
+    qmin: float = 0.2
+    qmax: float = 6.0
+
+    @classmethod
+    def for_order(cls, k: int, **overrides: float) -> PredictiveController:
+        """Constants for an error estimate of order ``k``."""
+        return cls(k=k, **overrides)
 
 
 def rms_norm(xp: Any, x: Any, n: int) -> float:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .controller import PIController, initial_step
+from .controller import PIController, PredictiveController, initial_step
 from .stepper import Stepper
 
 _EPS = float(np.finfo(np.float64).eps)
@@ -109,13 +109,23 @@ def integrate(
         stepper.nf += 1
 
     if adaptive:
-        ctrl = opts.controller or PIController.for_order(
-            min(stepper.order, (stepper.error_order or stepper.order - 1) + 1)
-        )
-        beta1, beta2 = ctrl.beta1, ctrl.beta2
+        k_err = min(stepper.order, (stepper.error_order or stepper.order - 1) + 1)
+        ctrl = opts.controller
+        if ctrl is None:
+            preferred = getattr(stepper, "controller_class", None)
+            ctrl = (preferred or PIController).for_order(k_err)
+        predictive = isinstance(ctrl, PredictiveController)
         safety, inv_qmin, inv_qmax = ctrl.safety, 1.0 / ctrl.qmin, 1.0 / ctrl.qmax
-        qmin, qoldinit = ctrl.qmin, ctrl.qoldinit
-        qold = qoldinit
+        qmin = ctrl.qmin
+        if predictive:
+            expo = 1.0 / ctrl.k
+            beta1 = expo
+            dt_acc = err_acc = None  # previous accepted step and its error (Gustafsson)
+            last_rejected = False
+        else:
+            beta1, beta2 = ctrl.beta1, ctrl.beta2
+            qoldinit = ctrl.qoldinit
+            qold = qoldinit
 
     stops = [float(s) for s in opts.tstops] + [t1]
     istop = 0
@@ -187,6 +197,8 @@ def integrate(
                 eest = math.sqrt(float(dot(e, e)) / n_err)
                 if not eest <= 1.0:
                     nreject += 1
+                    if predictive:
+                        last_rejected = True
                     if eest != eest or eest == math.inf:
                         dt = dt_try * qmin
                         nonfinite = True
@@ -200,15 +212,28 @@ def integrate(
                         retcode = "MaxIters"
                         break
                     continue
-                if eest == 0.0:
-                    q = inv_qmax
-                else:
-                    q = eest**beta1 / qold**beta2 / safety
+                if predictive:
+                    q = eest**expo / safety if eest > 0.0 else inv_qmax
                     q = inv_qmax if q < inv_qmax else (inv_qmin if q > inv_qmin else q)
+                    if dt_acc is not None and eest > 0.0:
+                        q_g = (dt_acc / dt_try) * (eest * eest / err_acc) ** expo / safety
+                        q_g = inv_qmax if q_g < inv_qmax else (inv_qmin if q_g > inv_qmin else q_g)
+                        q = q if q > q_g else q_g
+                    if last_rejected and q < 1.0:
+                        q = 1.0  # no growth right after a rejection
+                    dt_acc = dt_try
+                    err_acc = eest if eest > 1e-2 else 1e-2
+                    last_rejected = False
+                else:
+                    if eest == 0.0:
+                        q = inv_qmax
+                    else:
+                        q = eest**beta1 / qold**beta2 / safety
+                        q = inv_qmax if q < inv_qmax else (inv_qmin if q > inv_qmin else q)
+                    qold = eest if eest > qoldinit else qoldinit
                 dt_next = dt_try / q
                 if hit_stop and abs(dt_next) < abs(dt):
                     dt_next = dt
-                qold = eest if eest > qoldinit else qoldinit
                 au = au_new
             else:
                 if not bool(xp.all(xp.isfinite(u_new))):

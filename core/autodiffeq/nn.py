@@ -45,6 +45,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -52,7 +53,11 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.tracer import Box
 
-__all__ = ["ACTIVATIONS", "INPUT_TRANSFORMS", "MLP"]
+__all__ = ["ACTIVATIONS", "INPUT_TRANSFORMS", "MLP", "TANGENT_CHUNK_ELEMENTS"]
+
+#: :meth:`MLP.value_and_jvps` processes directions in chunks whose tangent arrays (directions
+#: x batch x widest layer) have at most this many entries (16 MiB of float64)
+TANGENT_CHUNK_ELEMENTS = 2**21
 
 
 def _sigmoid(z: Any) -> Any:
@@ -150,9 +155,10 @@ class MLP:
             self._slices.append((offset, w_end, w_end + n_b, n_a, n_b))
             offset = w_end + n_b
         self.n_params = offset
+        self._max_width = max(sizes)
         # (p, its layer views): one attribute, so that a thread never sees a mismatched pair
         self._cache: tuple[Any, list[tuple[np.ndarray, np.ndarray]]] = (None, [])
-        self._tangent_cache: tuple[Any, int, list[tuple[np.ndarray, np.ndarray]]] = (None, 0, [])
+        self._tangent_cache: tuple[Any, tuple[int, int], list] = (None, (0, 0), [])
 
     def __repr__(self) -> str:
         return (
@@ -303,25 +309,45 @@ class MLP:
 
         ``dU`` is ``(k, *u.shape)`` and ``dP`` is ``(k, n_params)``; either may be ``None``
         (zero), not both. The products are ``(k, *f.shape)``. Plain NumPy: the tangents ride
-        along one forward pass as a leading axis (matrix products over the stacked
-        directions, no loop over them).
+        along the forward pass as a leading axis (matrix products over the stacked
+        directions, no loop over them), in chunks of directions whose per-layer tangent
+        arrays stay under :data:`TANGENT_CHUNK_ELEMENTS` entries (bounded memory for many
+        directions on a large batch).
         """
         if dU is None and dP is None:
             raise ValueError("value_and_jvps needs dU or dP")
         if type(u) is not np.ndarray or u.dtype != np.float64:
             u = np.asarray(u, dtype=np.float64)
-        layers = self._layers_np(p)
-        h = u if self._identity_input else self._g(u)
         lead = u.shape[:-1]  # the state's batch axes: () or (B,)
-        dh = None
         if dU is not None:
             if type(dU) is not np.ndarray or dU.dtype != np.float64:
                 dU = np.asarray(dU, dtype=np.float64)
             if dU.shape[1:] != u.shape:
                 raise ValueError(f"dU must be (k, *{u.shape}), got {dU.shape}")
-            dh = dU if self._identity_input else self._dg(u) * dU
-        d_layers = None if dP is None else self._tangent_layers(dP, len(lead))
         k = (dU if dU is not None else dP).shape[0]
+        per_direction = self._max_width * (math.prod(lead) if lead else 1)
+        chunk = max(1, TANGENT_CHUNK_ELEMENTS // per_direction)
+        chunks = self._tangent_layers(dP, len(lead), chunk) if dP is not None else None
+        if k <= chunk:
+            return self._jvps_pass(u, p, dU, None if chunks is None else chunks[0], k, lead)
+        out = np.empty((k, *lead, self.sizes[-1]))
+        for c, c0 in enumerate(range(0, k, chunk)):
+            c1 = min(c0 + chunk, k)
+            f, out[c0:c1] = self._jvps_pass(
+                u, p, None if dU is None else dU[c0:c1],
+                None if chunks is None else chunks[c], c1 - c0, lead,
+            )
+        return f, out
+
+    def _jvps_pass(
+        self, u: np.ndarray, p: Any, dU: Any, d_layers: Any, k: int, lead: tuple[int, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One forward pass with ``k`` stacked tangents (:meth:`value_and_jvps`)."""
+        layers = self._layers_np(p)
+        h = u if self._identity_input else self._g(u)
+        dh = None
+        if dU is not None:
+            dh = dU if self._identity_input else self._dg(u) * dU
         tanh = self.activation == "tanh"
         last = len(layers) - 1
         for li, (W, b) in enumerate(layers):
@@ -354,15 +380,17 @@ class MLP:
             dh = dz
         raise AssertionError("unreachable: an MLP has at least one layer")
 
-    def _tangent_layers(self, dP: Any, batch_dims: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``dP`` (k, n_params) as per-layer ``(dW, db)``: ``dW`` laid out ``(n_a, k n_b)``
-        so that ``h dW_j`` for all ``j`` is one matrix product, ``db`` as ``(k, n_b)`` with
-        ``batch_dims`` unit axes before ``n_b`` (to broadcast over a batch of states). Those
-        of the last ``dP`` are kept when it is a read-only array (it cannot change under the
-        cache): forward sensitivities pass the same constant, read-only directions at every
-        stage."""
+    def _tangent_layers(
+        self, dP: Any, batch_dims: int, chunk: int
+    ) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        """``dP`` (k, n_params), in chunks of ``chunk`` directions, as per-layer ``(dW, db)``:
+        ``dW`` laid out ``(n_a, k n_b)`` so that ``h dW_j`` for all ``j`` is one matrix
+        product, ``db`` as ``(k, n_b)`` with ``batch_dims`` unit axes before ``n_b`` (to
+        broadcast over a batch of states). Those of the last ``dP`` are kept when it is a
+        read-only array (it cannot change under the cache): forward sensitivities pass the
+        same constant, read-only directions at every stage."""
         cache = self._tangent_cache
-        if cache[0] is dP and cache[1] == batch_dims:
+        if cache[0] is dP and cache[1] == (batch_dims, chunk):
             return cache[2]
         flat = np.asarray(dP, dtype=np.float64)
         k = flat.shape[0]
@@ -370,17 +398,21 @@ class MLP:
         if flat.shape[1] != self.n_params:
             raise ValueError(f"dP must be (k, {self.n_params}), got {np.shape(dP)}")
         ones = (1,) * batch_dims
-        out = [
-            (
-                np.ascontiguousarray(
-                    flat[:, w0:w1].reshape(k, n_a, n_b).transpose(1, 0, 2).reshape(n_a, k * n_b)
-                ),
-                np.ascontiguousarray(flat[:, w1:b1]).reshape(k, *ones, n_b),
-            )
-            for w0, w1, b1, n_a, n_b in self._slices
-        ]
+        out = []
+        for c0 in range(0, k, chunk):
+            part = flat[c0:c0 + chunk]
+            m = part.shape[0]
+            out.append([
+                (
+                    np.ascontiguousarray(
+                        part[:, w0:w1].reshape(m, n_a, n_b).transpose(1, 0, 2)
+                    ).reshape(n_a, m * n_b),
+                    np.ascontiguousarray(part[:, w1:b1]).reshape(m, *ones, n_b),
+                )
+                for w0, w1, b1, n_a, n_b in self._slices
+            ])
         if isinstance(dP, np.ndarray) and not dP.flags.writeable:
-            self._tangent_cache = (dP, batch_dims, out)
+            self._tangent_cache = (dP, (batch_dims, chunk), out)
         return out
 
     def jvp(self, du: Any, dp: Any, u: Any, p: Any, t: Any = None) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 
 import autodiffeq as ade
 
-from .conftest import METHODS, VDP_T1, VDP_U0, rober, scaled_error, vdp
+from .conftest import METHODS, VDP_T1, VDP_U0, rober, scaled_error, vdp, vdp_jac
 
 # global error allowed, in units of the tolerance (atol + rtol |u|): Rosenbrock23 is a
 # second-order method controlled per step, so its global error grows like tol**(-1/3)
@@ -79,6 +79,28 @@ def test_tightening_the_tolerance_improves_rodas5p(vdp_ref):
                         atol=rtol)
         errors.append(float(np.max(np.abs(sol.u[-1] - vdp_ref.y[:, -1]))))
     assert errors[1] < errors[0] / 30  # measured: 4.5e-7 -> 4.5e-9
+
+
+def test_predictive_step_control_rejects_fewer_steps_in_the_transitions(vdp_ref, monkeypatch):
+    """Gustafsson's predictive controller (the Rosenbrock default) anticipates the step-size
+    decrease at the relaxation jumps, where the PI controller overshoots and is rejected
+    (measured at rtol 1e-4: 32 rejections instead of 101, 239 attempts instead of 327), at an
+    error of the same size."""
+    from autodiffeq.controller import PredictiveController
+    from autodiffeq_plugins.rosenbrock.stepper import RosenbrockStepper
+
+    assert RosenbrockStepper.controller_class is PredictiveController
+    prob = ade.ODEProblem(vdp, VDP_U0, (0.0, VDP_T1), jac=vdp_jac)
+    runs = {}
+    for name, ctrl in (("predictive", PredictiveController), ("pi", None)):
+        monkeypatch.setattr(RosenbrockStepper, "controller_class", ctrl)
+        sol = ade.solve(prob, "Rodas5P", rtol=1e-4, atol=1e-4)
+        assert sol.success
+        runs[name] = (sol.stats, scaled_error(sol.u[-1], vdp_ref.y[:, -1], 1e-4, 1e-4))
+    (pred, err_pred), (pi, err_pi) = runs["predictive"], runs["pi"]
+    assert pred.nreject < pi.nreject / 2
+    assert pred.nsteps < pi.nsteps
+    assert err_pred < 5.0 and err_pi < 5.0
 
 
 # Prothero–Robinson: u' = -lambda (u - phi(t)) + phi'(t), exact u = phi (here sin)
