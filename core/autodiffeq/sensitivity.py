@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend
-from .errors import InvalidType, UnsupportedCombination
+from .errors import DenseOutputError, InvalidType, UnsupportedCombination
 from .problems import ODEProblem
 from .registry import Registry
 from .rhs_derivatives import RHSDerivatives
@@ -224,6 +224,33 @@ class SensitivityMethod:
             ("ForwardSensitivity", "ForwardMode"),
         )
 
+    def interpolate(
+        self, request: GradientRequest, record: ForwardRecord, ts: np.ndarray
+    ) -> tuple[Any, Any]:
+        """Differentiable dense output: the states at the host times ``ts`` (backend
+        ``(len(ts), n)``) and the data :meth:`interpolation_vjp` / :meth:`interpolation_jvp`
+        need for them. What ``sol(t)`` of a differentiated solve calls; a method that keeps no
+        differentiable interpolant raises :class:`UnsupportedCombination` (the default)."""
+        raise UnsupportedCombination(
+            f"sol(t) is not differentiable with sensitivity method {self.name!r} (its "
+            "gradient covers the saved states only): pass the times as "
+            "solve(..., saveat=times) and use sol.u, or use sensealg='ForwardSensitivity', "
+            "whose dense output carries the sensitivities",
+            ("ForwardSensitivity",),
+        )
+
+    def interpolation_vjp(
+        self, request: GradientRequest, record: ForwardRecord, data: Any, g: Any
+    ) -> tuple[Any, Any]:
+        """Like :meth:`vjp`, for the states :meth:`interpolate` returned with ``data``."""
+        raise UnsupportedCombination(f"{self.name!r} has no differentiable dense output", ())
+
+    def interpolation_jvp(
+        self, request: GradientRequest, record: ForwardRecord, data: Any, du0: Any, dp: Any
+    ) -> Any:
+        """Like :meth:`jvp`, for the states :meth:`interpolate` returned with ``data``."""
+        raise UnsupportedCombination(f"{self.name!r} has no differentiable dense output", ())
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -299,6 +326,8 @@ class _Context:
         self.method = method
         self.auto = auto  # chosen by sensealg=None: a JVP may use a forward method instead
         self.record: ForwardRecord | None = None
+        #: what ``sol(t)`` interpolated, by the bytes of the times: (states, method data)
+        self.interpolated: dict[bytes, tuple[Any, Any]] = {}
 
     def jvp(self, du0: Any, dp: Any) -> Any:
         request, record = self.request, self.record
@@ -373,7 +402,60 @@ def _define_primitive() -> Any:
     return solve_primitive
 
 
+def _define_interpolation_primitive() -> Any:
+    """``(u0, p) -> u(ts)`` from the method's differentiable dense output (``sol(t)``)."""
+    from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
+
+    def interpolated(ctx: _Context, ts: np.ndarray) -> tuple[Any, Any]:
+        key = ts.tobytes()
+        if key not in ctx.interpolated:
+            ctx.interpolated[key] = ctx.method.interpolate(ctx.request, ctx.record, ts)
+        return ctx.interpolated[key]
+
+    @primitive
+    def interpolation_primitive(u0: Any, p: Any, ctx: _Context, ts: np.ndarray) -> np.ndarray:
+        values, _ = interpolated(ctx, ts)
+        host = np.asarray(ctx.request.backend.to_host(values))
+        return np.reshape(host, (len(ts), *ctx.request.shape))
+
+    def vjp_maker(argnums: tuple[int, ...], ans: Any, args: tuple, kwargs: dict) -> Any:
+        ctx, ts = args[2], args[3]
+        request = ctx.request
+        be = request.backend
+
+        def vjp(g: Any) -> tuple[Any, ...]:
+            _, data = interpolated(ctx, ts)
+            g_flat = be.asarray(np.reshape(np.asarray(g), (len(ts), request.n)))
+            g_u0, g_p = ctx.method.interpolation_vjp(request, ctx.record, data, g_flat)
+            return tuple(
+                _host_shaped(be, g_u0, request.shape) if argnum == 0
+                else _host_shaped(be, g_p, request.p_shape)
+                for argnum in argnums
+            )
+
+        return vjp
+
+    def jvp_maker(
+        argnums: tuple[int, ...], gs: tuple, ans: Any, args: tuple, kwargs: dict
+    ) -> Any:
+        ctx, ts = args[2], args[3]
+        request = ctx.request
+        be = request.backend
+        tangents = dict(zip(argnums, gs, strict=True))
+        du0, dp = tangents.get(0), tangents.get(1)
+        du0 = None if du0 is None else be.asarray(np.reshape(np.asarray(du0), (request.n,)))
+        dp = None if dp is None else be.asarray(np.reshape(np.asarray(dp), (request.n_p,)))
+        _, data = interpolated(ctx, ts)
+        out = ctx.method.interpolation_jvp(request, ctx.record, data, du0, dp)
+        return np.reshape(np.asarray(be.to_host(out)), np.shape(ans))
+
+    defvjp_argnums(interpolation_primitive, vjp_maker)
+    defjvp_argnums(interpolation_primitive, jvp_maker)
+    return interpolation_primitive
+
+
 _PRIMITIVE: Any = None
+_INTERPOLATION_PRIMITIVE: Any = None
 
 
 def _host_shaped(be: Backend, x: Any, shape: tuple[int, ...] | None) -> Any:
@@ -385,19 +467,35 @@ def _host_shaped(be: Backend, x: Any, shape: tuple[int, ...] | None) -> Any:
 class TracedSolution(Solution):
     """A :class:`Solution` whose ``u`` is being differentiated (an autograd box on the host).
 
-    ``sol.u`` has shape ``(len(sol.t), *u0.shape)``; ``sol(t)`` is not differentiable through
-    the dense output: pass the times as ``saveat`` instead.
+    ``sol.u`` has shape ``(len(sol.t), *u0.shape)``. ``sol(t)`` is differentiable where the
+    sensitivity method has a differentiable dense output (``ForwardSensitivity``: the
+    interpolant of the state and its sensitivities); the others raise
+    :class:`UnsupportedCombination` (pass the times as ``saveat`` instead).
     """
 
     sensealg: str = ""
+    _context: Any = None
 
     def __call__(self, t: Any) -> Any:
-        raise UnsupportedCombination(
-            f"sol(t) is not differentiable with sensitivity method {self.sensealg!r} (the "
-            "dense interpolant is not part of the differentiated output): pass the times as "
-            "solve(..., saveat=times) and use sol.u",
-            (),
-        )
+        global _INTERPOLATION_PRIMITIVE
+        ctx = self._context
+        if ctx is None:
+            raise DenseOutputError(
+                "this solution has no dense output: solve with dense=True (the default "
+                "when saveat is not given) to call sol(t)"
+            )
+        try:
+            times = np.asarray(t, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DenseOutputError(f"sol(t): t must be a number or 1-D array, got {t!r}") from None
+        if times.ndim > 1:
+            raise DenseOutputError(f"sol(t): t must be a scalar or 1-D, got shape {times.shape}")
+        scalar = times.ndim == 0
+        times = times.reshape(-1)
+        if _INTERPOLATION_PRIMITIVE is None:
+            _INTERPOLATION_PRIMITIVE = _define_interpolation_primitive()
+        values = _INTERPOLATION_PRIMITIVE(self.prob.u0, self.prob.p, ctx, times)
+        return values[0] if scalar else values
 
 
 def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any]) -> Solution:
@@ -410,7 +508,9 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any]) -> Solutio
     sensealg = options.pop("sensealg", None)
     backend_name = options.pop("backend", None)
     saveat = options.pop("saveat", None)
-    options.pop("dense", None)
+    dense = options.pop("dense", None)
+    if dense is not None and not isinstance(dense, bool):
+        raise InvalidType(f"dense must be True, False or None, got {dense!r}")
     wrt_u0, wrt_p = is_traced(prob.u0), contains_traced(prob.p)
     p_val = unbox(prob.p)
     if wrt_p and not is_traced(prob.p):
@@ -459,5 +559,6 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any]) -> Solutio
         options=fwd.options,
     )
     sol.sensealg = method.name or type(method).__name__
+    sol._context = ctx if (saveat is None if dense is None else dense) else None
     logger.debug("differentiated solve: %s with sensealg %s", spec.name, sol.sensealg)
     return sol

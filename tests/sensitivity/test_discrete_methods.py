@@ -135,13 +135,16 @@ def test_final_state_loss_and_every_step_outputs():
     np.testing.assert_allclose(grad(loss)(P0), central_fd(plain, P0), rtol=1e-6)
 
 
-def test_dense_output_of_a_traced_solve_is_a_clear_error():
+@pytest.mark.parametrize("sensealg", ["DiscreteAdjoint", "ReverseMode", "InterpolatingAdjoint"])
+def test_dense_output_of_a_traced_solve_is_a_clear_error(sensealg):
     def loss(p):
-        sol = ade.solve(ade.ODEProblem(lotka_volterra, U0, (0.0, 1.0), p), "Tsit5")
+        sol = ade.solve(ade.ODEProblem(lotka_volterra, U0, (0.0, 1.0), p), "Tsit5",
+                        sensealg=sensealg)
         return anp.sum(sol(0.5))
 
-    with pytest.raises(ade.UnsupportedCombination, match="saveat"):
+    with pytest.raises(ade.UnsupportedCombination, match="saveat") as info:
         grad(loss)(P0)
+    assert "ForwardSensitivity" in str(info.value)
 
 
 def test_traced_p_must_be_an_array():

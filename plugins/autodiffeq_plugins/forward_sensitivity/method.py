@@ -437,7 +437,9 @@ class ForwardSensitivity(SensitivityMethod):
         aug = AugmentedSystem(request, self.autojacvec)
         s0t, s_init = aug.initial_sensitivity()
         control = {"error_components": aug.n} if self.error_control == "state" else {}
-        sol = request.solve(prob=aug.problem(s0t), **aug.tolerances(), **control)
+        aug_prob = aug.problem(s0t)
+        options = {**aug.tolerances(), **control}
+        sol = request.solve(prob=aug_prob, **options)
         xp = request.backend.xp
         n, k = aug.n, aug.k
         ts = np.asarray(sol.t, dtype=np.float64)
@@ -449,7 +451,11 @@ class ForwardSensitivity(SensitivityMethod):
             # the output at t0 is u0 itself: its sensitivity is [I | 0] (module doc)
             at_t0 = xp.reshape(xp.asarray(index == 0), (len(index), 1, 1))
             st = xp.where(at_t0, s_init[None, ...], st)
-        record = ForwardRecord(sol, ts, ys[:, :n], index, {"st": st, "n_u0": aug.n_u0})
+        record = ForwardRecord(
+            sol, ts, ys[:, :n], index,
+            {"st": st, "n_u0": aug.n_u0, "k": k, "s_init": s_init,
+             "augmented": (aug_prob, options)},
+        )
         logger.debug(
             "ForwardSensitivity: %d steps of the %d-dimensional augmented system",
             len(ts) - 1, n * (k + 1),
@@ -457,17 +463,50 @@ class ForwardSensitivity(SensitivityMethod):
         return record
 
     def vjp(self, request: GradientRequest, record: ForwardRecord, g: Any) -> tuple[Any, Any]:
+        return self.interpolation_vjp(request, record, record.extra["st"], g)
+
+    def jvp(self, request: GradientRequest, record: ForwardRecord, du0: Any, dp: Any) -> Any:
+        return self.interpolation_jvp(request, record, record.extra["st"], du0, dp)
+
+    def interpolate(
+        self, request: GradientRequest, record: ForwardRecord, ts: np.ndarray
+    ) -> tuple[Any, Any]:
+        """``u(ts)`` and ``S(ts)^T`` from the dense output of the augmented system: the
+        interpolant is linear in the stages, and the sensitivity stages are the derivatives
+        of the state stages, so ``S(t)`` is the derivative of the interpolated ``u(t)`` (with
+        ``error_control="state"`` exactly, for the steps taken). The augmented solve is
+        repeated once with dense output on the first call (the same steps)."""
         xp = request.backend.xp
-        st = record.extra["st"]  # (nsave, k, n)
+        extra = record.extra
+        dense = extra.get("dense")
+        if dense is None:
+            aug_prob, options = extra["augmented"]
+            dense = extra["dense"] = request.solve(prob=aug_prob, dense=True, **options)
+        n, k = request.n, extra["k"]
+        values = xp.reshape(dense.dense_output(ts), (len(ts), n * (k + 1)))
+        st = xp.reshape(values[:, n:], (len(ts), k, n))
+        if request.prob.mass_matrix is not None:
+            # the output at t0 is u0 itself: its sensitivity is [I | 0] (module doc)
+            at_t0 = xp.reshape(xp.asarray(ts == request.prob.tspan[0]), (len(ts), 1, 1))
+            st = xp.where(at_t0, extra["s_init"][None, ...], st)
+        return values[:, :n], st
+
+    def interpolation_vjp(
+        self, request: GradientRequest, record: ForwardRecord, data: Any, g: Any
+    ) -> tuple[Any, Any]:
+        xp = request.backend.xp
+        st = data  # (nsave, k, n)
         n_u0 = record.extra["n_u0"]
         g_all = xp.sum(st * g[:, None, :], axis=(0, 2))  # (k,)
         g_u0 = g_all[:n_u0] if request.wrt_u0 else None
         g_p = g_all[n_u0:] if request.n_p > 0 else None
         return g_u0, g_p
 
-    def jvp(self, request: GradientRequest, record: ForwardRecord, du0: Any, dp: Any) -> Any:
+    def interpolation_jvp(
+        self, request: GradientRequest, record: ForwardRecord, data: Any, du0: Any, dp: Any
+    ) -> Any:
         xp = request.backend.xp
-        st = record.extra["st"]
+        st = data
         n_u0 = record.extra["n_u0"]
         dtype = st.dtype
         parts = []
