@@ -44,6 +44,9 @@ class DriverOptions:
     dense: bool
     progress: bool = False
     controller: PIController | None = None
+    #: told of every accepted step: ``recorder.record(t_new, u_new, stepper)`` (after
+    #: ``stepper.accept``); sensitivity methods use it to keep checkpoints (core-internal)
+    recorder: Any = None
     #: the error norm and the initial-step estimate use only the first ``error_components``
     #: entries of the flat state (``None``: all of them)
     error_components: int | None = None
@@ -158,6 +161,7 @@ def integrate(
     dtmin = opts.dtmin
     save_everystep = opts.save_everystep
     stiffness_reported = False
+    recorder = opts.recorder
 
     t = t0
     u = u0
@@ -244,6 +248,8 @@ def integrate(
 
             naccept += 1
             stepper.accept(t_new, u_new)
+            if recorder is not None:
+                recorder.record(t_new, u_new, stepper)
 
             if saveat is not None:
                 if isave < nsave and tdir * (saveat[isave] - t_new) <= 0:

@@ -143,7 +143,9 @@ class ForwardRecord:
 
     Attributes:
         solution: the every-step :class:`Solution` (``solution.t`` are the step ends).
-        ts: host array (N+1,) of the step ends; ``us``: backend array (N+1, n) of the states.
+        ts: host array (N+1,) of the step ends; ``us``: backend array (N+1, n) of the states
+            (``None`` when the method keeps checkpoints instead; ``extra["saved"]`` then holds
+            the saved states).
         save_index: indices into ``ts`` of the outputs (the ``saveat`` times, or every step).
         extra: whatever the method keeps for its reverse/tangent pass.
     """
@@ -160,6 +162,10 @@ class ForwardRecord:
 
     @property
     def u_saved(self) -> Any:
+        """The saved states (nsave, n): ``extra["saved"]`` when the method kept only those
+        (``us`` is then ``None``), else the rows ``save_index`` of ``us``."""
+        if "saved" in self.extra:
+            return self.extra["saved"]
         xp = self.solution.backend.xp
         return xp.take(self.us, xp.asarray(self.save_index), axis=0)
 

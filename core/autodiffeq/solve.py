@@ -62,6 +62,7 @@ def solve(
     progress: bool = False,
     error_components: int | None = None,
     registry: Registry | None = None,
+    _step_recorder: Any = None,
     **alg_options: Any,
 ) -> Solution:
     """Solve a differential-equation problem.
@@ -93,6 +94,8 @@ def solve(
             augmented systems such as forward sensitivities (``S' = J S + F_p`` carried along
             ``u`` on ``u``'s steps).
         registry: the :class:`Registry` to resolve names in (default: :func:`registry`).
+        _step_recorder: internal (sensitivity methods): an object whose
+            ``record(t, u, stepper)`` is called after every accepted step.
         **alg_options: options of the solver (listed in its spec's ``options``).
     """
     reg = registry if registry is not None else default_registry()
@@ -214,6 +217,7 @@ def solve(
         dense=dense,
         progress=progress,
         error_components=None if error_components is None else int(error_components),
+        recorder=_step_recorder,
     )
 
     def on_stiffness(message: str, t: float) -> None:

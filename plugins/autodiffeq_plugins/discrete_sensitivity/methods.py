@@ -129,13 +129,70 @@ class ForwardMode(SensitivityMethod):
         return g_u0, (g_p if m else None)
 
 
+#: DiscreteAdjoint keeps at most this many numbers of states (and, separately, of forward
+#: stage data) from the forward solve; beyond it, states are thinned to every k-th step
+MEMORY_BUDGET = 10**7
+
+
+class StepCheckpoints:
+    """Step ends of a solve with states at every ``stride``-th step, in bounded memory.
+
+    A driver recorder (``record(t, u, stepper)`` after each accepted step). All step ends are
+    kept (host floats); states are kept at the steps divisible by ``stride``. With
+    ``stride=None`` the stride starts at 1 and doubles, dropping every other checkpoint,
+    whenever more than ``max_states`` are held, so at most ``max_states`` states are kept and
+    a reverse pass recomputes at most ``stride - 1`` steps per checkpoint (Griewank &
+    Walther, *Evaluating Derivatives*, 2nd ed., ch. 12, for checkpointing schedules; this is
+    the simple equidistant one, chosen online because the number of steps is not known in
+    advance). The forward steps' dense data (the explicit stages) are kept too while the
+    stride is 1 and their total size stays within ``stage_budget`` numbers.
+    """
+
+    def __init__(
+        self, t0: float, u0: Any, max_states: int, stride: int | None = None,
+        stage_budget: int = 0,
+    ) -> None:
+        self.ts: list[float] = [float(t0)]
+        self.states: dict[int, Any] = {0: u0}
+        self.fixed = stride is not None
+        self.stride = 1 if stride is None else int(stride)
+        self.max_states = max(2, int(max_states))
+        self.stages: list[Any] | None = [] if stage_budget > 0 and self.stride == 1 else None
+        self._stage_room = stage_budget
+
+    def record(self, t: float, u: Any, stepper: Any) -> None:
+        k = len(self.ts)
+        self.ts.append(float(t))
+        if k % self.stride == 0:
+            self.states[k] = u
+            if not self.fixed and len(self.states) > self.max_states:
+                self.stride *= 2
+                self.states = {i: v for i, v in self.states.items() if i % self.stride == 0}
+                self.stages = None
+        if self.stages is not None:
+            data = stepper.dense_data()
+            size = 0 if data is None else math.prod(data.shape)
+            self._stage_room -= size
+            if data is None or self._stage_room < 0:
+                self.stages = None
+            else:
+                self.stages.append(data)
+
+
 class DiscreteAdjoint(SensitivityMethod):
     """The exact gradient of the discrete solution by transposed steps, no tape.
 
+    Memory: with ``saveat`` the forward solve keeps only checkpoints
+    (:class:`StepCheckpoints`): every state while ``N n <= 10**7`` numbers
+    (:data:`MEMORY_BUDGET`), then every k-th with ``k`` doubling as needed, and the reverse
+    pass recomputes the steps between checkpoints (at most ``k - 1`` per checkpoint). The
+    cotangents are kept for the saved steps only. Without ``saveat`` every step is an output
+    and its state is kept anyway.
+
     Options:
-        checkpoint_every: keep the state of every k-th step for the reverse pass and recompute
-            the steps in between (memory ``N/k + k`` states instead of ``N``); ``"auto"`` keeps
-            every state when ``N * n <= 10**7`` and uses ``k = ceil(sqrt(N))`` above.
+        checkpoint_every: ``"auto"`` (the budget above) or a fixed ``k``: keep the state of
+            every k-th step and recompute the steps in between (memory ``N/k + k`` states
+            instead of ``N``).
         autojacvec: where ``v^T df/du`` and ``v^T df/dp`` come from (``"auto"``, ``"user"``,
             ``"autograd"``, ``"fd"``; see :mod:`autodiffeq.rhs_derivatives`).
     """
@@ -156,29 +213,32 @@ class DiscreteAdjoint(SensitivityMethod):
         reuse = request.make_stepper().step_vjp_uses_dense_data and self.checkpoint_every in (
             "auto", 1
         )
-        sol = request.solve(dense=True) if reuse else request.solve()
-        record = record_from_solution(request, sol)
-        n_steps = len(record.ts) - 1
-        k = self.checkpoint_every
-        if k == "auto":
-            k = 1 if n_steps * request.n <= 10**7 else max(1, math.ceil(math.sqrt(n_steps)))
+        n = request.n
         xp = request.backend.xp
-        keep = np.arange(0, n_steps + 1, k)
-        record.extra["every"] = k
-        record.extra["checkpoints"] = (
-            record.us if k == 1 else xp.take(record.us, xp.asarray(keep), axis=0)
-        )
-        # the forward steps' stage derivatives (their dense data), kept while they fit in the
-        # same memory bound as the states: the reverse pass then evaluates no f
-        dense = sol.dense_output
-        stages = None
-        if reuse and k == 1 and dense is not None and len(dense._data) == n_steps:
-            first = dense._data[0] if n_steps else None
-            size = 0 if first is None else int(np.prod(first.shape))
-            if first is not None and n_steps * size <= 10**7:
-                stages = dense._data
-        record.extra["stages"] = stages
-        sol.dense_output = None
+        fixed = None if self.checkpoint_every == "auto" else int(self.checkpoint_every)
+        t0 = float(request.prob.tspan[0])
+        u0 = xp.reshape(request.backend.asarray(request.prob.u0), (n,))
+        if request.saveat is None:
+            # every step is an output: its state is kept by the solve anyway
+            rec = StepCheckpoints(t0, u0, max_states=2**62, stride=fixed,
+                                  stage_budget=MEMORY_BUDGET if reuse else 0)
+            sol = request.solve(_step_recorder=rec)
+            record = record_from_solution(request, sol)
+        else:
+            rec = StepCheckpoints(t0, u0, max_states=MEMORY_BUDGET // max(n, 1), stride=fixed,
+                                  stage_budget=MEMORY_BUDGET if reuse else 0)
+            sol = request.solve(saveat=request.saveat, _step_recorder=rec)
+            ts = np.asarray(rec.ts, dtype=np.float64)
+            t_out = np.asarray(sol.t, dtype=np.float64)
+            hit = np.isin(t_out, request.saveat)  # a failed solve appends where it stopped
+            tdir = 1.0 if request.prob.tspan[1] > request.prob.tspan[0] else -1.0
+            index = np.searchsorted(tdir * ts, tdir * t_out[hit])
+            saved = xp.reshape(sol.u, (len(t_out), n))
+            saved = xp.take(saved, xp.asarray(np.flatnonzero(hit)), axis=0)
+            record = ForwardRecord(sol, ts, None, index, {"saved": saved})
+        record.extra["every"] = rec.stride
+        record.extra["checkpoints"] = rec.states
+        record.extra["stages"] = rec.stages
         return record
 
     def vjp(self, request: GradientRequest, record: ForwardRecord, g: Any) -> tuple[Any, Any]:
@@ -187,27 +247,33 @@ class DiscreteAdjoint(SensitivityMethod):
         want_p = request.wrt_p and request.n_p > 0
         stepper = request.make_stepper()
         derivs = request.derivatives(self.autojacvec)
-        G = be.asarray(record.step_cotangents(g, be), dtype=record.us.dtype)
+        # cotangents of the saved states, by step (several outputs may share a step)
+        G: dict[int, Any] = {}
+        for row, k in enumerate(record.save_index):
+            k = int(k)
+            G[k] = g[row, ...] if k not in G else G[k] + g[row, ...]
         ts = record.ts
         n_steps = len(ts) - 1
         every = record.extra["every"]
         checkpoints = record.extra["checkpoints"]
-        lam = G[n_steps, ...]
+        stages = record.extra.get("stages")
+        lam = G.get(n_steps)
+        if lam is None:
+            lam = xp.zeros((request.n,), dtype=checkpoints[0].dtype)
         lam_p = None
         segment: list[Any] = []
         seg_start = -1
         for k in range(n_steps - 1, -1, -1):
             if every == 1:
-                u_k = checkpoints[k, ...]
+                u_k = checkpoints[k]
             else:
                 start = (k // every) * every
                 if start != seg_start:
-                    segment = self._recompute(stepper, ts, checkpoints[start // every, ...],
+                    segment = self._recompute(stepper, ts, checkpoints[start],
                                               start, min(start + every, n_steps))
                     seg_start = start
                 u_k = segment[k - start]
             t, dt = float(ts[k]), float(ts[k + 1] - ts[k])
-            stages = record.extra.get("stages")
             out = stepper.step_vjp(t, u_k, dt, lam, derivs, want_p,
                                    stages=None if stages is None else stages[k])
             if out is None:
@@ -215,7 +281,8 @@ class DiscreteAdjoint(SensitivityMethod):
             lam, dp = out
             if want_p:
                 lam_p = dp if lam_p is None else lam_p + dp
-            lam = lam + G[k, ...]
+            if k in G:
+                lam = lam + G[k]
         if want_p and lam_p is None:
             lam_p = xp.zeros((request.n_p,), dtype=lam.dtype)
         return lam, lam_p
