@@ -79,7 +79,7 @@ def test_gradient_and_stiff_examples_run_and_converge(tmp_path, script, png):
     """Each example checks its own result (loss fell 100-fold, sensitivities match finite
     differences, ...) and exits non-zero otherwise."""
     args = [sys.executable, str(ROOT / "examples" / script)]
-    if script in ("lotka_volterra_training.py", "neural_ode_spiral.py"):
+    if png is not None:
         args += ["--out", str(tmp_path / png)]
     out = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
