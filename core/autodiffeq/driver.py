@@ -43,7 +43,7 @@ class DriverOptions:
     save_everystep: bool
     dense: bool
     progress: bool = False
-    controller: PIController | None = None
+    controller: PIController | PredictiveController | None = None
     #: told of every accepted step: ``recorder.record(t_new, u_new, stepper)`` (after
     #: ``stepper.accept``); sensitivity methods use it to keep checkpoints (core-internal)
     recorder: Any = None
