@@ -374,6 +374,18 @@ class Registry:
                 f"not {ptype} problems.",
                 alternatives(lambda s: ptype in s.problem_types),
             )
+        if spec.components:
+            names = {s.name for s in self.solvers()}
+            absent = [c for c in spec.components if c not in names]
+            if absent:
+                return Compatibility(
+                    False,
+                    f"solver {spec.name!r} runs the solvers {list(spec.components)}, and this "
+                    f"registry lacks {absent} (register the plugin that provides them).",
+                    alternatives(
+                        lambda s: not s.components and (ptype is None or ptype in s.problem_types)
+                    ),
+                )
         if problem is not None and getattr(problem, "mass_matrix", None) is not None:
             if not spec.mass_matrix:
                 return Compatibility(

@@ -36,6 +36,9 @@ class SolverSpec:
         needs_jacobian: whether it uses ``df/du``.
         backends: names of the backends it runs on, or ``None`` for every backend.
         requires: backend capabilities it needs (``"lu"``, ``"sparse"``, ...).
+        components: names of other registered solvers it runs (a composite such as
+            ``AutoTsit5Rodas5P``); a registry without one of them reports it incompatible
+            (so the default choice passes it over).
         options: names of solver options (``solve(..., name=value)``) it accepts.
         default_priority: among solvers of equal suitability, the default choice prefers the
             highest; 0 means "never chosen by default".
@@ -58,6 +61,7 @@ class SolverSpec:
     needs_jacobian: bool = False
     backends: tuple[str, ...] | None = None
     requires: tuple[str, ...] = ()
+    components: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
     default_priority: int = 0
     expected_failures: Mapping[str, str] = field(
@@ -89,6 +93,7 @@ class SolverSpec:
             "needs_jacobian": self.needs_jacobian,
             "backends": None if self.backends is None else list(self.backends),
             "requires": list(self.requires),
+            "components": list(self.components),
             "options": list(self.options),
             "expected_failures": dict(self.expected_failures),
         }

@@ -91,3 +91,21 @@ def test_missing_component_is_an_unsupported_combination():
     prob = ade.ODEProblem(lambda u, p, t: -u, [1.0], (0.0, 1.0))
     with pytest.raises(ade.UnsupportedCombination, match="Rodas5P"):
         ade.solve(prob, "AutoTsit5Rodas5P", registry=reg)
+
+
+def test_registry_without_a_component_passes_the_composite_over():
+    """Declared components: an embedding registry with the explicit solvers and the
+    composites but no Rosenbrock plugin reports the composite incompatible, and solve(prob)
+    picks a plain explicit solver instead of failing."""
+    from autodiffeq_plugins import autoswitch, explicit, numpy_backend
+
+    reg = ade.Registry(entry_points=False)
+    for plugin in (numpy_backend, explicit, autoswitch):
+        reg.register_plugin(plugin)
+    prob = ade.ODEProblem(lambda u, p, t: -u, [1.0], (0.0, 1.0))
+    compat = reg.compatible("AutoTsit5Rodas5P", "numpy", None, prob)
+    assert not compat and "Rodas5P" in compat.reason and "Tsit5" in compat.alternatives
+    sol = ade.solve(prob, registry=reg, rtol=1e-6, atol=1e-9)
+    assert sol.success and sol.alg.name == "Tsit5"
+    assert abs(sol.u[-1, 0] - np.exp(-1.0)) < 1e-5
+    assert ade.registry().compatible("AutoTsit5Rodas5P", "numpy", None, prob)

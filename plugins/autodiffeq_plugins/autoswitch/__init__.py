@@ -9,7 +9,9 @@ problem is non-stiff and a stiff one while it is stiff (the idea of OrdinaryDiff
 
 The components are ordinary registered solvers, looked up by name in the registry of the solve
 (``rhs.registry``), so this plugin uses only the core's contracts. A composite registers even
-when a component is missing; solving with it then raises :class:`UnsupportedCombination`.
+when a component is missing; it declares its components (``SolverSpec.components``), so such a
+registry reports it incompatible, the default choice passes it over, and solving with it
+raises :class:`UnsupportedCombination`.
 
 Declared capabilities: ``order`` and ``error_order`` are the non-stiff component's, the
 component that integrates non-stiff problems (and the conformance kit's analytic problems),
@@ -62,6 +64,7 @@ def autodiffeq_register_solvers(register: Any) -> None:
                 mass_matrix=True,
                 needs_jacobian=True,
                 requires=("lu",),
+                components=(nonstiff, stiff),
                 options=OPTIONS,
                 default_priority=DEFAULT_PRIORITY,
                 description=(
