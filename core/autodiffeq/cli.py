@@ -37,6 +37,7 @@ def _catalogue(reg: Registry) -> dict[str, Any]:
                         "backends": None if s.backends is None else list(s.backends),
                         "autograd_families": list(s.autograd_families),
                         "stiff": s.stiff,
+                        "mass_matrix": s.mass_matrix,
                         "options": list(s.options),
                         "default_priority": s.default_priority,
                     }
@@ -80,6 +81,8 @@ def _print_text(cat: dict[str, Any]) -> None:
             families = ",".join(s["solver_families"] or ["any"])
             backends = ",".join(s["backends"] or ["any"])
             stiff = "" if s["stiff"] else " not-for-stiff"
+            if not s["mass_matrix"]:
+                stiff += " no-mass-matrix"
             if s["autograd_families"]:
                 stiff += f" ({','.join(s['autograd_families'])}: autograd backends only)"
             out(

@@ -430,6 +430,14 @@ class Registry:
                         if s.solver_families is None or spec.family in s.solver_families
                     ),
                 )
+            if (not sens.mass_matrix and problem is not None
+                    and getattr(problem, "mass_matrix", None) is not None):
+                return Compatibility(
+                    False,
+                    f"sensitivity method {sens.name!r} does not differentiate mass-matrix "
+                    "problems (DAEs).",
+                    tuple(s.name for s in self.sensitivities() if s.mass_matrix),
+                )
             if not sens.stiff and spec.stiff:
                 return Compatibility(
                     False,

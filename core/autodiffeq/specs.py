@@ -156,6 +156,8 @@ class SensitivitySpec:
         mode: ``"forward"`` or ``"reverse"``.
         problem_types, backends, solver_families: what it supports (``None``: any).
         stiff: whether it is usable on stiff problems.
+        mass_matrix: whether it differentiates mass-matrix problems (DAEs in the form
+            ``M u' = f``); a method that cannot is incompatible with them.
         options: names of the options its factory accepts.
         default_priority: ``sensealg=None`` picks, among compatible methods of the wanted
             mode (forward for few inputs, reverse for many), the highest; 0: never by default.
@@ -170,6 +172,7 @@ class SensitivitySpec:
     backends: tuple[str, ...] | None = None
     solver_families: tuple[str, ...] | None = None
     stiff: bool = True
+    mass_matrix: bool = True
     options: tuple[str, ...] = ()
     default_priority: int = 0
     autograd_families: tuple[str, ...] = ()

@@ -281,3 +281,54 @@ def test_loss_calling_solve_several_times(method):
 def test_nan_in_differentiated_p_is_a_clear_error():
     with pytest.raises(ade.InvalidArgument, match="p contains NaN"):
         grad(lambda p: lv_loss(p))(np.array([1.5, np.nan, 3.0, 1.0]))
+
+
+@pytest.mark.parametrize("sensealg", ["DiscreteAdjoint", "ReverseMode", "ForwardMode"])
+def test_mass_matrix_dae_gradients_of_the_discrete_methods(sensealg):
+    """u1' = -a u1 + u2, 0 = u2 - b u1 (index 1): u1 = exp((b - a) t), u2 = b u1."""
+
+    def f(u, p, t):
+        return anp.stack([-p[0] * u[0] + u[1], u[1] - p[1] * u[0]])
+
+    a, b, T = 1.0, 0.5, 1.0
+
+    def loss(p):
+        prob = ade.ODEProblem(f, np.array([1.0, 0.5]), (0.0, T), p,
+                              mass_matrix=np.diag([1.0, 0.0]))
+        sol = ade.solve(prob, "Rodas5P", saveat=[T], rtol=1e-10, atol=1e-12, sensealg=sensealg)
+        return sol.u[-1, 1]
+
+    u1 = np.exp((b - a) * T)
+    np.testing.assert_allclose(grad(loss)(np.array([a, b])), [-b * T * u1, u1 + b * T * u1],
+                               rtol=1e-9)
+
+
+def test_continuous_adjoints_declare_no_mass_matrix():
+    reg = ade.registry()
+    dae = ade.ODEProblem(lambda u, p, t: -u, np.ones(2), (0.0, 1.0),
+                         mass_matrix=np.diag([1.0, 0.0]))
+    for name in ("BacksolveAdjoint", "InterpolatingAdjoint", "QuadratureAdjoint"):
+        assert not reg.sensitivity(name).mass_matrix
+        compat = reg.compatible("Rodas5P", "numpy", name, dae)
+        assert not compat and "mass-matrix" in compat.reason
+        assert "DiscreteAdjoint" in compat.alternatives
+    assert reg.compatible("Rodas5P", "numpy", "DiscreteAdjoint", dae)
+
+    # many inputs: sensealg=None picks a reverse method that can take the DAE
+    def f(u, p, t):
+        return anp.concatenate([-p * u[:-1] + u[-1], anp.stack([u[-1] - 0.5 * u[0]])])
+
+    n = 120
+    u0 = np.ones(n + 1)
+    u0[-1] = 0.5
+    mass = np.diag(np.r_[np.ones(n), 0.0])
+    chosen = {}
+
+    def loss(p):
+        prob = ade.ODEProblem(f, u0, (0.0, 0.5), p, mass_matrix=mass)
+        sol = ade.solve(prob, "Rodas5P", saveat=[0.5], rtol=1e-6)
+        chosen["name"] = sol.sensealg
+        return anp.sum(sol.u)
+
+    grad(loss)(np.linspace(1.0, 2.0, n))
+    assert chosen["name"] == "DiscreteAdjoint"

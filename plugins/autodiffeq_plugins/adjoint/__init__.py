@@ -31,6 +31,7 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
             factory=BacksolveAdjoint,
             mode="reverse",
             stiff=False,
+            mass_matrix=False,
             options=(*_COMMON, "checkpointing"),
             default_priority=0,
             description="continuous adjoint re-solving u backwards with lambda and mu "
@@ -45,6 +46,7 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
             factory=InterpolatingAdjoint,
             mode="reverse",
             stiff=True,
+            mass_matrix=False,
             options=(*_COMMON, "checkpointing"),
             default_priority=8,
             description="continuous adjoint [lambda, mu] backwards with u(t) from the forward "
@@ -58,6 +60,7 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
             factory=QuadratureAdjoint,
             mode="reverse",
             stiff=True,
+            mass_matrix=False,
             options=_COMMON,
             default_priority=6,
             description="continuous adjoint lambda backwards with interpolated u(t), then "
