@@ -16,7 +16,7 @@ timed for
   (from their time at the previous ``H``, scaled by the parameter count, squared for forward
   methods) are listed with the
   reason; plus the configured variants in :data:`VARIANTS` (``ForwardSensitivity`` with
-  ``error_control="state"``: the forward solve's own steps);
+  ``error_control="all"``: the sensitivities under error control too, SciML's default);
 * torchdiffeq, when ``torch`` and ``torchdiffeq`` import: ``odeint`` (backpropagation through
   the solver) and ``odeint_adjoint``, ``dopri5``, the same tolerances (the adjoint's default to
   them), float64, the same network and weights, ``loss.backward()``.
@@ -85,7 +85,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 #: configured methods timed next to the registered ones (which run with default options):
 #: label -> (registered name, options)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "ForwardSensitivity(state)": ("ForwardSensitivity", {"error_control": "state"}),
+    "ForwardSensitivity(all)": ("ForwardSensitivity", {"error_control": "all"}),
 }
 
 

@@ -67,6 +67,9 @@ class UnsupportedCombination(AutodiffeqError, ValueError):
         self.alternatives = tuple(alternatives)
         message = reason
         if self.alternatives:
+            message = message.rstrip()
+            if not message.endswith((".", ":", ";")):
+                message += "."
             message += " Alternatives: " + ", ".join(self.alternatives) + "."
         super().__init__(message)
 

@@ -191,7 +191,8 @@ def local_sensitivities(
             (),
         ) from None
     reg.compatible(spec, be.name, sens_spec, prob).raise_if_incompatible()
-    method = sensitivity_method(METHOD, reg, autojacvec=autojacvec)
+    # the sensitivities are a result here, so they are error-controlled like the state
+    method = sensitivity_method(METHOD, reg, autojacvec=autojacvec, error_control="all")
     if not hasattr(method, "sensitivities"):
         raise UnsupportedCombination(
             f"the registered {METHOD!r} method ({type(method).__name__}) does not provide "

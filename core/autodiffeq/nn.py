@@ -325,6 +325,10 @@ class MLP:
             if dU.shape[1:] != u.shape:
                 raise ValueError(f"dU must be (k, *{u.shape}), got {dU.shape}")
         k = (dU if dU is not None else dP).shape[0]
+        if dU is not None and dP is not None and np.shape(dP)[0] != k:
+            raise ValueError(
+                f"dU and dP must hold the same number of tangents, got {k} and {np.shape(dP)[0]}"
+            )
         per_direction = self._max_width * (math.prod(lead) if lead else 1)
         chunk = max(1, TANGENT_CHUNK_ELEMENTS // per_direction)
         chunks = self._tangent_layers(dP, len(lead), chunk) if dP is not None else None

@@ -21,7 +21,7 @@ otherwise (the choice is in ``sol.sensealg`` and logged at DEBUG level).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ from .registry import Registry
 from .rhs_derivatives import RHSDerivatives
 from .solution import Solution
 from .specs import SensitivitySpec, SolverSpec
-from .validation import contains_traced, is_traced, parameter_array, unbox
+from .validation import contains_traced, is_traced, parameter_array, trace_depth, unbox
 
 logger = logging.getLogger("autodiffeq")
 
@@ -334,6 +334,7 @@ class _Context:
         self.record: ForwardRecord | None = None
         #: what ``sol(t)`` interpolated, by the bytes of the times: (states, method data)
         self.interpolated: dict[bytes, tuple[Any, Any]] = {}
+        self._fallback: tuple[SensitivityMethod, GradientRequest, Any] | None = None
 
     def jvp(self, du0: Any, dp: Any) -> Any:
         request, record = self.request, self.record
@@ -342,6 +343,16 @@ class _Context:
         except UnsupportedCombination:
             if not self.auto:
                 raise
+        method, grid, grid_record = self.forward_fallback("autograd.make_jvp")
+        return method.jvp(grid, grid_record, du0, dp)
+
+    def forward_fallback(self, what: str) -> tuple[SensitivityMethod, GradientRequest, Any]:
+        """For ``sensealg=None``: a forward method on the primal solve's own step grid (fixed
+        steps onto its step ends), for products the chosen method lacks (JVPs, ``sol(t)``);
+        its outputs have the primal's shape. Built once."""
+        if self._fallback is not None:
+            return self._fallback
+        request, record = self.request, self.record
         reg = request.registry
         forward = [
             s
@@ -352,13 +363,24 @@ class _Context:
         if not forward:
             raise UnsupportedCombination(
                 f"no forward sensitivity method is registered for solver {request.solver.name!r}"
-                " on this backend, so autograd.make_jvp cannot go through solve",
+                f" on this backend, so {what} cannot go through solve",
                 (),
             )
         spec = max(forward, key=lambda s: s.default_priority)
-        method = sensitivity_method(spec.name, reg)
-        logger.debug("JVP through solve: %s has none, using %s", self.method.name, spec.name)
-        return method.jvp(request, method.forward(request), du0, dp)
+        options = {"error_control": "state"} if "error_control" in spec.options else {}
+        method = sensitivity_method(spec.name, reg, **options)
+        t0, t1 = request.prob.tspan
+        grid = replace(
+            request,
+            solve_options={
+                **request.solve_options, "adaptive": False, "dt": abs(t1 - t0),
+                "tstops": np.asarray(record.ts[1:-1]),
+            },
+        )
+        logger.debug("%s through solve: %s has none, using %s on its step grid",
+                     what, self.method.name, spec.name)
+        self._fallback = (method, grid, method.forward(grid))
+        return self._fallback
 
 
 def _define_primitive() -> Any:
@@ -412,10 +434,18 @@ def _define_interpolation_primitive() -> Any:
     """``(u0, p) -> u(ts)`` from the method's differentiable dense output (``sol(t)``)."""
     from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
 
+    def source(ctx: _Context) -> tuple[SensitivityMethod, GradientRequest, Any]:
+        """The method that interpolates: the chosen one, or for ``sensealg=None`` a
+        forward method on the same step grid when the chosen one cannot."""
+        if ctx.auto and type(ctx.method).interpolate is SensitivityMethod.interpolate:
+            return ctx.forward_fallback("sol(t)")
+        return ctx.method, ctx.request, ctx.record
+
     def interpolated(ctx: _Context, ts: np.ndarray) -> tuple[Any, Any]:
         key = ts.tobytes()
         if key not in ctx.interpolated:
-            ctx.interpolated[key] = ctx.method.interpolate(ctx.request, ctx.record, ts)
+            method, request, record = source(ctx)
+            ctx.interpolated[key] = method.interpolate(request, record, ts)
         return ctx.interpolated[key]
 
     @primitive
@@ -432,7 +462,8 @@ def _define_interpolation_primitive() -> Any:
         def vjp(g: Any) -> tuple[Any, ...]:
             _, data = interpolated(ctx, ts)
             g_flat = be.asarray(np.reshape(np.asarray(g), (len(ts), request.n)))
-            g_u0, g_p = ctx.method.interpolation_vjp(request, ctx.record, data, g_flat)
+            method, req, record = source(ctx)
+            g_u0, g_p = method.interpolation_vjp(req, record, data, g_flat)
             return tuple(
                 _host_shaped(be, g_u0, request.shape) if argnum == 0
                 else _host_shaped(be, g_p, request.p_shape)
@@ -452,7 +483,8 @@ def _define_interpolation_primitive() -> Any:
         du0 = None if du0 is None else be.asarray(np.reshape(np.asarray(du0), (request.n,)))
         dp = None if dp is None else be.asarray(np.reshape(np.asarray(dp), (request.n_p,)))
         _, data = interpolated(ctx, ts)
-        out = ctx.method.interpolation_jvp(request, ctx.record, data, du0, dp)
+        method, req, record = source(ctx)
+        out = method.interpolation_jvp(req, record, data, du0, dp)
         return np.reshape(np.asarray(be.to_host(out)), np.shape(ans))
 
     defvjp_argnums(interpolation_primitive, vjp_maker)
@@ -484,6 +516,9 @@ class TracedSolution(Solution):
 
     def __call__(self, t: Any) -> Any:
         global _INTERPOLATION_PRIMITIVE
+        from .solution import _refuse_traced_time
+
+        _refuse_traced_time(t)
         ctx = self._context
         if ctx is None:
             raise DenseOutputError(
@@ -518,6 +553,13 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any]) -> Solutio
     if dense is not None and not isinstance(dense, bool):
         raise InvalidType(f"dense must be True, False or None, got {dense!r}")
     wrt_u0, wrt_p = is_traced(prob.u0), contains_traced(prob.p)
+    if max(trace_depth(prob.u0), trace_depth(prob.p)) > 1:
+        raise UnsupportedCombination(
+            "higher-order derivatives through solve (grad of grad, hessian, JVP of a "
+            "gradient) are not supported: the sensitivity methods give first derivatives "
+            "only, and nesting them would silently yield zeros",
+            (),
+        )
     p_val = unbox(prob.p)
     if wrt_p and not is_traced(prob.p):
         raise InvalidType(

@@ -125,6 +125,7 @@ class Solution:
         stats: :class:`Stats` work counters.
         alg: the :class:`~autodiffeq.specs.SolverSpec` used; ``prob``: the problem;
         backend: the :class:`~autodiffeq.backend.Backend` the arrays live on.
+        sensealg: the sensitivity method of a differentiated solve (``None`` otherwise).
 
     Calling ``sol(t)`` interpolates: ``t`` a scalar gives an array of ``u0``'s shape, a 1-D
     array gives shape ``(len(t), *u0.shape)``. Available when solved with ``dense=True`` (the
@@ -154,6 +155,7 @@ class Solution:
         self.shape = shape
         self.dense_output = dense_output
         self.options = dict(options or {})
+        self.sensealg: str | None = None
 
     @property
     def success(self) -> bool:
@@ -165,6 +167,7 @@ class Solution:
         return self.dense_output is not None
 
     def __call__(self, t: Any) -> Any:
+        _refuse_traced_time(t)
         if self.dense_output is None:
             raise DenseOutputError(
                 "this solution has no dense output: solve with dense=True (the default "
@@ -197,3 +200,17 @@ class Solution:
 
 def _is_close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-300)
+
+
+def _refuse_traced_time(t: Any) -> None:
+    """Derivatives with respect to the time argument of ``sol(t)`` are not offered."""
+    from .validation import is_traced
+
+    if is_traced(t) or (isinstance(t, (list, tuple)) and any(is_traced(x) for x in t)):
+        from .errors import UnsupportedCombination
+
+        raise UnsupportedCombination(
+            "sol(t) is not differentiable with respect to t (only with respect to u0 and p); "
+            "for du/dt evaluate f(sol(t), p, t)",
+            (),
+        )

@@ -407,6 +407,14 @@ def _tolerance_on_backend(
 def _check_saveat(saveat: Any, t0: float, t1: float, tdir: float) -> np.ndarray | None:
     if saveat is None:
         return None
+    if is_traced(saveat) or (
+        isinstance(saveat, (list, tuple)) and any(is_traced(s) for s in saveat)
+    ):
+        raise UnsupportedCombination(
+            "saveat is traced by autograd: derivatives with respect to the save times are "
+            "not supported (only with respect to u0 and p)",
+            (),
+        )
     if _is_real(saveat):
         step = float(saveat)
         if not math.isfinite(step) or step <= 0:
@@ -515,6 +523,12 @@ def _first_call(
         raise InvalidType(
             "f returned None; f(u, p, t) must return du/dt as an array (autodiffeq's "
             "right-hand sides are out-of-place)"
+        )
+    if is_traced(out):
+        raise InvalidType(
+            "f returned a value traced by autograd through a variable other than u0 and p "
+            "(e.g. one captured from an enclosing function): solve differentiates with "
+            "respect to u0 and p only, so pass that variable through p"
         )
     if not be.is_native(out):
         if isinstance(out, (np.ndarray, np.generic)) or array_namespace_of(out) is not None:

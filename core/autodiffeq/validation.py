@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidArgument, InvalidType
+from .errors import InvalidArgument, InvalidType, UnsupportedCombination
 
 
 def is_traced(x: Any) -> bool:
@@ -97,17 +97,33 @@ def check_state(x: Any, name: str = "u0") -> None:
 
 
 def parameter_array(p: Any, purpose: str) -> np.ndarray:
-    """``p`` as a finite float64 NumPy array for differentiation with respect to it."""
+    """``p`` as a finite floating-point NumPy array for differentiation with respect to it
+    (float32/float64 kept, anything else as float64)."""
     try:
-        arr = np.asarray(p, dtype=np.float64)
+        arr = np.asarray(p)
+        if arr.dtype not in (np.float32, np.float64):
+            arr = np.asarray(p, dtype=np.float64)
     except (TypeError, ValueError):
         raise InvalidType(
             f"p must be an array of numbers {purpose} (flatten containers, e.g. with "
             f"autograd.misc.flatten), got {type(p).__name__}"
         ) from None
-    if not np.all(np.isfinite(arr)):
-        raise InvalidArgument("p contains NaN or inf")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        where = np.argwhere(bad)[0] if arr.ndim else ()
+        raise InvalidArgument(
+            f"p contains NaN or inf (first at index {tuple(int(i) for i in where)})"
+        )
     return arr
+
+
+def trace_depth(x: Any) -> int:
+    """How many autograd boxes wrap ``x`` (nested differentiation: 2 or more)."""
+    depth = 0
+    while is_traced(x):
+        x = x._value
+        depth += 1
+    return depth
 
 
 def check_tspan(tspan: Any, name: str = "tspan") -> tuple[float, float]:
@@ -122,6 +138,12 @@ def check_tspan(tspan: Any, name: str = "tspan") -> tuple[float, float]:
         raise InvalidArgument(f"{name} must have exactly two entries (t0, t1), got {len(items)}")
     values = []
     for label, item in zip(("t0", "t1"), items, strict=True):
+        if is_traced(item):
+            raise UnsupportedCombination(
+                f"{name} {label} is traced by autograd: derivatives with respect to the time "
+                "span are not supported (only with respect to u0 and p)",
+                (),
+            )
         if isinstance(item, bool) or not isinstance(item, (numbers.Real, np.ndarray, np.generic)):
             raise InvalidType(f"{name} {label} must be a real number, got {item!r}")
         try:

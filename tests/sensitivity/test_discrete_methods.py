@@ -332,3 +332,80 @@ def test_continuous_adjoints_declare_no_mass_matrix():
 
     grad(loss)(np.linspace(1.0, 2.0, n))
     assert chosen["name"] == "DiscreteAdjoint"
+
+
+# ----------------------------------------------------------------------------- misuse
+def _decay(p, **kwargs):
+    prob = ade.ODEProblem(lambda u, p, t: -p * u, np.array([2.0]), (0.0, 1.0), p)
+    return ade.solve(prob, "Tsit5", rtol=1e-10, atol=1e-12, **kwargs)
+
+
+@pytest.mark.parametrize("sensealg", [None, "DiscreteAdjoint", "ForwardSensitivity",
+                                      "InterpolatingAdjoint", "ReverseMode"])
+def test_higher_order_derivatives_are_refused_not_zero(sensealg):
+    from autograd import hessian
+
+    def value(p):
+        return anp.sum(_decay(p, saveat=[1.0], sensealg=sensealg).u)
+
+    np.testing.assert_allclose(grad(value)(np.array([0.7])), [-2 * np.exp(-0.7)], rtol=1e-8)
+    with pytest.raises(ade.UnsupportedCombination, match="higher-order"):
+        grad(lambda p: grad(value)(p)[0])(np.array([0.7]))
+    with pytest.raises(ade.UnsupportedCombination, match="higher-order"):
+        hessian(value)(np.array([0.7]))
+
+
+def test_automatic_choice_falls_back_to_a_forward_method_on_the_same_steps():
+    """sensealg=None with > 100 inputs picks an adjoint; make_jvp (without saveat: every
+    step an output) and sol(t) then use a forward method on the adjoint's step grid."""
+    from autograd import make_jvp
+
+    n = 60
+    p = np.linspace(0.1, 1.0, n)
+
+    def states(p):
+        prob = ade.ODEProblem(lambda u, p, t: -p * u, np.ones(n), (0.0, 1.0), p)
+        return ade.solve(prob, "Tsit5", rtol=1e-8, atol=1e-10)
+
+    sol = states(p)
+    _, tangent = make_jvp(lambda q: states(q).u)(p)(np.ones(n))
+    assert tangent.shape == (len(sol.t), n)
+    exact = -sol.t[:, None] * np.exp(-np.outer(sol.t, p))
+    np.testing.assert_allclose(tangent, exact, atol=1e-7)
+    g = grad(lambda q: anp.sum(states(q)([0.3, 0.7])))(p)
+    np.testing.assert_allclose(g, -(0.3 * np.exp(-0.3 * p) + 0.7 * np.exp(-0.7 * p)),
+                               atol=1e-7)
+
+
+@pytest.mark.parametrize("sensealg", ["DiscreteAdjoint", "ReverseMode", "InterpolatingAdjoint",
+                                      "ForwardSensitivity"])
+def test_float32_parameters_stay_float32(sensealg):
+    def loss(p, u0):
+        prob = ade.ODEProblem(lotka_volterra, u0, (0.0, 1.0), p)
+        return anp.sum(ade.solve(prob, "Tsit5", saveat=0.5, sensealg=sensealg).u)
+
+    g = grad(loss)(P0.astype(np.float32), np.ones(2, np.float32))
+    ref = grad(loss)(P0, np.ones(2))  # the float64 run
+    np.testing.assert_allclose(g, ref, rtol=1e-3)
+
+
+def test_misuse_gives_errors_that_name_the_problem():
+    u0 = np.array([1.0, 2.0])
+    with pytest.raises(ade.InvalidType, match="other than u0 and p"):
+        grad(lambda k: anp.sum(ade.solve(
+            ade.ODEProblem(lambda u, p, t: -k * u, u0, (0.0, 1.0)), "Tsit5").u))(0.7)
+    with pytest.raises(ade.UnsupportedCombination, match="time span"):
+        grad(lambda T: anp.sum(ade.solve(
+            ade.ODEProblem(lambda u, p, t: -p * u, u0, (0.0, T), 1.0), "Tsit5").u))(1.0)
+    with pytest.raises(ade.UnsupportedCombination, match="save times"):
+        grad(lambda T: anp.sum(ade.solve(
+            ade.ODEProblem(lambda u, p, t: -p * u, u0, (0.0, 1.0), 1.0), "Tsit5",
+            saveat=[T]).u))(0.5)
+    with pytest.raises(ade.UnsupportedCombination, match="respect to t"):
+        grad(lambda T: anp.sum(ade.solve(
+            ade.ODEProblem(lambda u, p, t: -p * u, u0, (0.0, 1.0), 1.0), "Tsit5")(T)))(0.5)
+    with pytest.raises(ade.InvalidArgument, match="checkpoint_every"):
+        ade.sensitivity_method("DiscreteAdjoint", checkpoint_every=True)
+    with pytest.raises(ade.InvalidArgument, match=r"index \(1,\)"):
+        grad(lambda p: anp.sum(_decay(p).u))(np.array([1.0, np.nan]))
+    assert _decay(np.array([1.0])).sensealg is None

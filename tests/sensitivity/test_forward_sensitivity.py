@@ -90,8 +90,11 @@ def test_state_error_control_is_the_exact_discrete_derivative(alg):
     np.testing.assert_allclose(g_p, ref_p, rtol=1e-10, atol=1e-11 * scale)
     np.testing.assert_allclose(g_u0, ref_u0, rtol=1e-10, atol=1e-11 * scale)
     # and the default (sensitivities under error control) is a different, more accurate one
-    g_all = grad(lv_loss)(P0, U0, SENS, 1e-6, alg)
+    all_ = ade.sensitivity_method(SENS, error_control="all")
+    g_all = grad(lv_loss)(P0, U0, all_, 1e-6, alg)
     assert np.max(np.abs(g_all - ref_p)) > 1e-12 * np.max(np.abs(ref_p))
+    # "state" is the default
+    np.testing.assert_array_equal(grad(lv_loss)(P0, U0, SENS, 1e-6, alg), g_p)
 
 
 @pytest.mark.parametrize("batch", [None, 3])
@@ -114,7 +117,7 @@ def test_neural_ode_batched_products_and_state_error_control(batch):
     ref = grad(loss, argnum=(0, 1))(p0, u0, "DiscreteAdjoint")
     for a, b in zip(g, ref, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
-    g_all = grad(loss, argnum=(0, 1))(p0, u0, SENS)
+    g_all = grad(loss, argnum=(0, 1))(p0, u0, ade.sensitivity_method(SENS, error_control="all"))
     for a, b in zip(g_all, ref, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-8)
 
@@ -135,6 +138,30 @@ def test_batched_products_are_used_for_a_model_with_value_and_jvps(caplog):
 def test_error_control_option_is_checked():
     with pytest.raises(ade.InvalidArgument, match="error_control"):
         ade.sensitivity_method(SENS, error_control="none")
+
+
+def test_default_keeps_the_value_of_the_plain_solve_and_the_users_error_components():
+    """The default (error_control="state") takes the plain solve's steps: value_and_grad's
+    value is the undifferentiated value (with saveat: of the solve stepping onto the saved
+    times, as every differentiated solve does), and a user's error_components is respected."""
+    from autograd import value_and_grad
+
+    ts = np.linspace(0.0, 10.0, 11)
+    rows: dict[str, int] = {}
+
+    def loss(p, kwargs):
+        prob = ade.ODEProblem(lotka_volterra, U0, (0.0, 10.0), p)
+        if not isinstance(p, np.ndarray) and "saveat" in kwargs:
+            kwargs = {**kwargs, "tstops": ts}  # the steps of a differentiated solve
+        sol = ade.solve(prob, "Tsit5", rtol=1e-5, sensealg=SENS, **kwargs)
+        rows["traced" if not isinstance(p, np.ndarray) else "plain"] = len(sol.t)
+        return anp.sum((sol.u - 1.0) ** 2)
+
+    for kwargs in ({"saveat": ts}, {}, {"error_components": 1}):
+        value, _ = value_and_grad(loss)(P0, kwargs)
+        plain = loss(P0, {**kwargs, "tstops": ts} if "saveat" in kwargs else kwargs)
+        np.testing.assert_allclose(value, plain, rtol=1e-9)
+        assert rows["traced"] == rows["plain"]
 
 
 @pytest.mark.parametrize("error_control", ["all", "state"])
@@ -503,17 +530,19 @@ def test_rober_sensitivities_conserve_the_total_mass():
                          [("Rodas5P", 1e-6, 1e-8), ("Rodas4", 1e-6, 1e-6),
                           ("Rosenbrock23", 1e-5, 1e-3)])
 def test_stiff_linear_system_against_the_matrix_exponential(alg, rtol, check):
-    """u' = A u with eigenvalues -1, -10, -1000 (p = A, matrix-shaped)."""
+    """u' = A u with eigenvalues -1, -10, -1000 (p = A, matrix-shaped); the sensitivities
+    under error control (error_control="all"), so accurate to the tolerance."""
     rng = np.random.default_rng(5)
     Q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
     A = Q @ np.diag([-1.0, -10.0, -1000.0]) @ Q.T
     u0 = np.array([1.0, -0.5, 2.0])
     c = np.array([0.3, 1.0, -2.0])
     T = 2.0
+    method = ade.sensitivity_method(SENS, error_control="all")
 
     def loss(P, x0):
         sol = ade.solve(ade.ODEProblem(lambda u, p, t: anp.dot(p, u), x0, (0.0, T), P), alg,
-                        saveat=[T], rtol=rtol, atol=rtol * 1e-2, sensealg=SENS)
+                        saveat=[T], rtol=rtol, atol=rtol * 1e-2, sensealg=method)
         return anp.sum(c * sol.u[-1])
 
     exact_A, exact_u0 = _expm_truth(A, u0, T, c)

@@ -80,10 +80,12 @@ def test_agrees_with_autograd_through_solve():
                                   wrt="p", rtol=1e-8, atol=1e-10)
 
     def saved(p):
+        method = ade.sensitivity_method("ForwardSensitivity", error_control="all")
         return ade.solve(ade.ODEProblem(lv, u0, (0.0, 2.0), p), "Tsit5", saveat=ts, rtol=1e-8,
-                         atol=1e-10, sensealg="ForwardSensitivity").u
+                         atol=1e-10, sensealg=method).u
 
-    # the same augmented system (u0 not differentiated), so the same steps: equal to rounding
+    # the same augmented system (u0 not differentiated) under the same error control
+    # (local_sensitivities controls the sensitivities too), so the same steps: equal to rounding
     np.testing.assert_allclose(res.du_dp, jacobian(saved)(p0), rtol=1e-13, atol=1e-14)
 
     def plain(p):

@@ -201,7 +201,8 @@ class DiscreteAdjoint(SensitivityMethod):
 
     def __init__(self, checkpoint_every: int | str = "auto", autojacvec: str = "auto") -> None:
         if checkpoint_every != "auto" and (
-            not isinstance(checkpoint_every, int) or checkpoint_every < 1
+            not isinstance(checkpoint_every, int) or isinstance(checkpoint_every, bool)
+            or checkpoint_every < 1
         ):
             raise InvalidArgument(
                 f"checkpoint_every must be 'auto' or a positive int, got {checkpoint_every!r}"
