@@ -11,6 +11,9 @@ from .methods import DiscreteAdjoint, ForwardMode, ReverseMode
 
 #: solver families whose steppers provide a traceable step map (Stepper.functional_step)
 FAMILIES = ("explicit_rk", "rosenbrock")
+#: DiscreteAdjoint also differentiates composites of those (the stiffness-switching solvers,
+#: whose steppers name the component that made each step: ``components``, ``stepped``)
+COMPOSITE_FAMILIES = ("autoswitch",)
 
 
 @hookimpl
@@ -43,10 +46,10 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
             name="DiscreteAdjoint",
             factory=DiscreteAdjoint,
             mode="reverse",
-            solver_families=FAMILIES,
+            solver_families=FAMILIES + COMPOSITE_FAMILIES,
             options=("checkpoint_every", "autojacvec"),
             default_priority=10,
-            autograd_families=("rosenbrock",),
+            autograd_families=("rosenbrock", *COMPOSITE_FAMILIES),
             description="exact gradient of the discrete solution by transposed steps "
             "(tableau-derived for explicit RK; per-step autograd VJPs of the exact-Jacobian "
             "step for Rosenbrock), checkpointed, no global tape",
@@ -55,4 +58,4 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
     )
 
 
-__all__ = ["DiscreteAdjoint", "ForwardMode", "ReverseMode", "FAMILIES"]
+__all__ = ["COMPOSITE_FAMILIES", "DiscreteAdjoint", "ForwardMode", "ReverseMode", "FAMILIES"]

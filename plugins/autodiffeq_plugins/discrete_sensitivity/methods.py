@@ -159,10 +159,18 @@ class StepCheckpoints:
         self.max_states = max(2, int(max_states))
         self.stages: list[Any] | None = [] if stage_budget > 0 and self.stride == 1 else None
         self._stage_room = stage_budget
+        #: for a composite stepper (``components``, ``stepped``): which component made each
+        #: step (``None`` otherwise)
+        self.made_by: list[int] | None = None
 
     def record(self, t: float, u: Any, stepper: Any) -> None:
         k = len(self.ts)
         self.ts.append(float(t))
+        stepped = getattr(stepper, "stepped", None)
+        if stepped is not None and hasattr(stepper, "components"):
+            if self.made_by is None:
+                self.made_by = []
+            self.made_by.append(int(stepped))
         if k % self.stride == 0:
             self.states[k] = u
             if not self.fixed and len(self.states) > self.max_states:
@@ -240,6 +248,7 @@ class DiscreteAdjoint(SensitivityMethod):
         record.extra["every"] = rec.stride
         record.extra["checkpoints"] = rec.states
         record.extra["stages"] = rec.stages
+        record.extra["made_by"] = rec.made_by
         return record
 
     def vjp(self, request: GradientRequest, record: ForwardRecord, g: Any) -> tuple[Any, Any]:
@@ -258,6 +267,12 @@ class DiscreteAdjoint(SensitivityMethod):
         every = record.extra["every"]
         checkpoints = record.extra["checkpoints"]
         stages = record.extra.get("stages")
+        made_by = record.extra.get("made_by")
+        composite = stepper
+        if made_by is not None:  # a composite: each step is transposed by its component
+            if len(made_by) != n_steps:
+                raise RuntimeError("DiscreteAdjoint: the composite's step record is incomplete")
+            stages = None
         lam = G.get(n_steps)
         if lam is None:
             lam = xp.zeros((request.n,), dtype=checkpoints[0].dtype)
@@ -270,11 +285,13 @@ class DiscreteAdjoint(SensitivityMethod):
             else:
                 start = (k // every) * every
                 if start != seg_start:
-                    segment = self._recompute(stepper, ts, checkpoints[start],
-                                              start, min(start + every, n_steps))
+                    segment = self._recompute(composite, ts, checkpoints[start],
+                                              start, min(start + every, n_steps), made_by)
                     seg_start = start
                 u_k = segment[k - start]
             t, dt = float(ts[k]), float(ts[k + 1] - ts[k])
+            if made_by is not None:
+                stepper = composite.components[made_by[k]]
             out = stepper.step_vjp(t, u_k, dt, lam, derivs, want_p,
                                    stages=None if stages is None else stages[k])
             if out is None:
@@ -289,13 +306,18 @@ class DiscreteAdjoint(SensitivityMethod):
         return lam, lam_p
 
     @staticmethod
-    def _recompute(stepper: Any, ts: np.ndarray, u: Any, start: int, stop: int) -> list[Any]:
-        """States at steps ``start..stop-1`` from the checkpoint at ``start`` (same steps)."""
+    def _recompute(
+        stepper: Any, ts: np.ndarray, u: Any, start: int, stop: int,
+        made_by: list[int] | None = None,
+    ) -> list[Any]:
+        """States at steps ``start..stop-1`` from the checkpoint at ``start`` (same steps; a
+        composite's steps by the components that made them)."""
         states = [u]
         for k in range(start, stop - 1):
             t, dt = float(ts[k]), float(ts[k + 1] - ts[k])
-            stepper.init(t, u, stepper.rhs.f(u, t))
-            u, _ = stepper.step(t, u, dt)
+            sub = stepper if made_by is None else stepper.components[made_by[k]]
+            sub.init(t, u, sub.rhs.f(u, t))
+            u, _ = sub.step(t, u, dt)
             states.append(u)
         return states
 
