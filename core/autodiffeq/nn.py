@@ -360,11 +360,15 @@ class MLP:
             z += b
             dz = None
             if dh is not None:  # (k, *lead, n_a) @ W as one 2-D product
-                dz = np.dot(dh.reshape(-1, n_a), W).reshape(k, *lead, n_b)
+                dz = np.dot(dh, W) if not lead else (
+                    np.dot(dh.reshape(-1, n_a), W).reshape(k, *lead, n_b)
+                )
             if d_layers is not None:
                 dW, db = d_layers[li]  # (n_a, k n_b), (k, *1s, n_b)
-                hw = np.dot(h, dW).reshape(*lead, k, n_b)  # h dW_j for every j, one product
-                dz_p = np.moveaxis(hw, -2, 0) if lead else hw
+                hw = np.dot(h, dW)  # h dW_j for every j, one product
+                dz_p = np.moveaxis(hw.reshape(*lead, k, n_b), -2, 0) if lead else (
+                    hw.reshape(k, n_b)
+                )
                 # in place: a chained ``a + b + c`` with a broadcast operand measured 10x
                 # slower (NumPy's temporary elision) on (k, B, n_b) arrays
                 if dz is None:
