@@ -335,6 +335,14 @@ class _Context:
         #: what ``sol(t)`` interpolated, by the bytes of the times: (states, method data)
         self.interpolated: dict[bytes, tuple[Any, Any]] = {}
         self._fallback: tuple[SensitivityMethod, GradientRequest, Any] | None = None
+        #: list or tuple when the user's p was one (its gradient is returned the same way)
+        self.p_container: type | None = None
+
+    def like_p(self, g: np.ndarray) -> Any:
+        """The gradient with respect to ``p`` in the container type the user passed."""
+        if self.p_container is None:
+            return g
+        return self.p_container(g.tolist())
 
     def jvp(self, du0: Any, dp: Any) -> Any:
         request, record = self.request, self.record
@@ -406,7 +414,7 @@ def _define_primitive() -> Any:
                 if argnum == 0:
                     out.append(_host_shaped(be, g_u0, request.shape))
                 else:
-                    out.append(_host_shaped(be, g_p, request.p_shape))
+                    out.append(ctx.like_p(_host_shaped(be, g_p, request.p_shape)))
             return tuple(out)
 
         return vjp
@@ -466,7 +474,7 @@ def _define_interpolation_primitive() -> Any:
             g_u0, g_p = method.interpolation_vjp(req, record, data, g_flat)
             return tuple(
                 _host_shaped(be, g_u0, request.shape) if argnum == 0
-                else _host_shaped(be, g_p, request.p_shape)
+                else ctx.like_p(_host_shaped(be, g_p, request.p_shape))
                 for argnum in argnums
             )
 
@@ -589,6 +597,11 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any]) -> Solutio
         wrt_p=wrt_p,
     )
     ctx = _Context(request, method, auto=sensealg is None)
+    raw_p = getattr(prob.p, "_value", prob.p)
+    while is_traced(raw_p):
+        raw_p = raw_p._value
+    if isinstance(raw_p, (list, tuple)):
+        ctx.p_container = type(raw_p)
     if _PRIMITIVE is None:
         _PRIMITIVE = _define_primitive()
     u_out = _PRIMITIVE(prob.u0, prob.p, ctx)

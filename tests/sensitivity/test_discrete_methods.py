@@ -472,3 +472,19 @@ def test_composites_are_declared_for_the_discrete_adjoint_only():
     p = np.linspace(0.5, 1.5, n)
     np.testing.assert_allclose(grad(loss)(p), -np.exp(-p), rtol=1e-5)
     assert chosen == {"alg": "AutoVern7Rodas5P", "sensealg": "DiscreteAdjoint"}  # rtol < 1e-7
+
+
+@pytest.mark.parametrize("container", [list, tuple])
+@pytest.mark.parametrize("sensealg", [None, "DiscreteAdjoint"])
+def test_gradient_comes_back_in_the_container_of_p(container, sensealg):
+    def f(u, p, t):
+        return anp.stack([-p[0] * u[0], -p[1] * u[1]])
+
+    def loss(p):
+        prob = ade.ODEProblem(f, np.ones(2), (0.0, 1.0), p)
+        return anp.sum(ade.solve(prob, "Tsit5", saveat=[1.0], rtol=1e-10, atol=1e-12,
+                                 sensealg=sensealg).u)
+
+    g = grad(loss)(container([0.5, 1.0]))
+    assert type(g) is container
+    np.testing.assert_allclose(g, [-np.exp(-0.5), -np.exp(-1.0)], rtol=1e-8)
