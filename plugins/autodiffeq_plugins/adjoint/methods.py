@@ -444,7 +444,31 @@ def _adjoint_jacobian(
 
 
 # --------------------------------------------------------------------------- Backsolve
-class BacksolveAdjoint(ContinuousAdjoint):
+class _CheckpointingAdjoint(ContinuousAdjoint):
+    """A continuous adjoint with the ``checkpointing`` option (its meaning and default,
+    :attr:`checkpointing_default`, are the subclass's)."""
+
+    checkpointing_default = False
+
+    def __init__(
+        self,
+        abstol: float | None = None,
+        reltol: float | None = None,
+        autojacvec: str = "auto",
+        checkpointing: bool | None = None,
+    ) -> None:
+        super().__init__(abstol, reltol, autojacvec)
+        if checkpointing is None:
+            checkpointing = self.checkpointing_default
+        if not isinstance(checkpointing, bool):
+            raise InvalidType(f"checkpointing must be True or False, got {checkpointing!r}")
+        self.checkpointing = checkpointing
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f", checkpointing={self.checkpointing})"
+
+
+class BacksolveAdjoint(_CheckpointingAdjoint):
     """Continuous adjoint with ``u`` re-integrated backwards alongside ``lambda`` and ``mu``:
     the augmented system (Chen et al. 2018, "Neural ordinary differential equations")
 
@@ -464,20 +488,7 @@ class BacksolveAdjoint(ContinuousAdjoint):
 
     name = "BacksolveAdjoint"
 
-    def __init__(
-        self,
-        abstol: float | None = None,
-        reltol: float | None = None,
-        autojacvec: str = "auto",
-        checkpointing: bool = True,
-    ) -> None:
-        super().__init__(abstol, reltol, autojacvec)
-        if not isinstance(checkpointing, bool):
-            raise InvalidType(f"checkpointing must be True or False, got {checkpointing!r}")
-        self.checkpointing = checkpointing
-
-    def __repr__(self) -> str:
-        return super().__repr__()[:-1] + f", checkpointing={self.checkpointing})"
+    checkpointing_default = True
 
     def forward(self, request: GradientRequest) -> ForwardRecord:
         _check_problem(request, self.name)
@@ -549,7 +560,7 @@ class BacksolveAdjoint(ContinuousAdjoint):
 
 
 # --------------------------------------------------------------------------- Interpolating
-class InterpolatingAdjoint(ContinuousAdjoint):
+class InterpolatingAdjoint(_CheckpointingAdjoint):
     """Continuous adjoint with ``u(t)`` from the forward solve's dense output: ``[lambda, mu]``
     integrated backwards (SciMLSensitivity's ``InterpolatingAdjoint``; Cao et al. 2003)
 
@@ -569,21 +580,6 @@ class InterpolatingAdjoint(ContinuousAdjoint):
     """
 
     name = "InterpolatingAdjoint"
-
-    def __init__(
-        self,
-        abstol: float | None = None,
-        reltol: float | None = None,
-        autojacvec: str = "auto",
-        checkpointing: bool = False,
-    ) -> None:
-        super().__init__(abstol, reltol, autojacvec)
-        if not isinstance(checkpointing, bool):
-            raise InvalidType(f"checkpointing must be True or False, got {checkpointing!r}")
-        self.checkpointing = checkpointing
-
-    def __repr__(self) -> str:
-        return super().__repr__()[:-1] + f", checkpointing={self.checkpointing})"
 
     def forward(self, request: GradientRequest) -> ForwardRecord:
         _check_problem(request, self.name)
