@@ -176,7 +176,7 @@ def integrate(
     )
     if scalar_norm:
         rtol_f, atol_f = float(rtol), float(atol)
-        au = [abs(x) for x in (u0[:n_err] if part else u0).tolist()]
+        au = list(map(abs, (u0[:n_err] if part else u0).tolist()))
     naccept = 0
     nreject = 0
     retcode = "Success"
@@ -201,11 +201,9 @@ def integrate(
             u_new, err = stepper.step(t, u, dt_try)
 
             if scalar_norm:
-                au_new = [abs(x) for x in (u_new[:n_err] if part else u_new).tolist()]
+                au_new = list(map(abs, (u_new[:n_err] if part else u_new).tolist()))
                 acc = 0.0
-                for a_old, a_new, e_i in zip(
-                    au, au_new, (err[:n_err] if part else err).tolist(), strict=True
-                ):
+                for a_old, a_new, e_i in zip(au, au_new, (err[:n_err] if part else err).tolist()):
                     q_i = e_i / ((a_old if a_old > a_new else a_new) * rtol_f + atol_f)
                     acc += q_i * q_i
                 eest = math.sqrt(acc / n_err)

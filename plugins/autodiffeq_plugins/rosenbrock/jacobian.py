@@ -98,6 +98,8 @@ class UserJacobian(JacobianSource):
         self._n = rhs.n
         self._dtype = rhs.dtype
         self._array_type = getattr(rhs.backend, "array_type", ())
+        self._flat = len(rhs.shape) == 1
+        self._square = (self._n, self._n)
         if callable(jac):
             self._jac = jac
             self._value = None
@@ -121,10 +123,10 @@ class UserJacobian(JacobianSource):
         if self._value is not None:
             return self._value, 0
         rhs = self.rhs
-        u_user = u if len(rhs.shape) == 1 else rhs.backend.xp.reshape(u, rhs.shape)
+        u_user = u if self._flat else rhs.backend.xp.reshape(u, rhs.shape)
         J = self._jac(u_user, rhs.p, t)
         # fast path: already a backend array of the right shape and dtype
-        if isinstance(J, self._array_type) and J.shape == (self._n, self._n) \
+        if isinstance(J, self._array_type) and J.shape == self._square \
                 and J.dtype == self._dtype:
             return J, 0
         return self._convert(J, "jac(u, p, t)"), 0
