@@ -1,0 +1,101 @@
+"""The Rosenbrock stepper's NumPy fast path (per-stage sums buffers, in-place LAPACK solves)
+against its general path (the array-API code that runs on every backend): the same steps and
+the same values, for every method (Rosenbrock23's FSAL stage, Rodas3P's reused stage values),
+with and without a time derivative, and with an ``f`` that returns one buffer every time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.linalg import get_lapack_funcs
+
+import autodiffeq as ade
+from autodiffeq_plugins.numpy_backend.backend import _positional_getrs
+
+from .conftest import METHODS, VDP_EPS
+
+
+def vdp_short(u, p, t):
+    return np.array([u[1], ((1.0 - u[0] ** 2) * u[1] - u[0]) / (1e3 * VDP_EPS)])
+
+
+def forced(u, p, t):
+    """A stiff, non-autonomous linear system: its stages need ``f_t``."""
+    return np.array([-50.0 * (u[0] - np.cos(t)), -2.0 * u[1] + u[0] * np.sin(3.0 * t)])
+
+
+PROBLEMS = {
+    "autonomous": (vdp_short, [2.0, -0.66], (0.0, 0.5)),
+    "non-autonomous": (forced, [0.0, 1.0], (0.0, 2.0)),
+}
+
+
+@pytest.mark.parametrize("alg", METHODS)
+@pytest.mark.parametrize("name", sorted(PROBLEMS))
+def test_fast_path_takes_the_steps_of_the_general_path(alg, name):
+    f, u0, tspan = PROBLEMS[name]
+    be = ade.registry().get_backend("array_api_strict")
+    xp = be.xp
+
+    def f_strict(u, p, t):
+        return xp.asarray(f(np.asarray(be.to_host(u)), p, t))
+
+    fast = ade.solve(ade.ODEProblem(f, u0, tspan), alg, rtol=1e-6, atol=1e-8)
+    general = ade.solve(ade.ODEProblem(f_strict, xp.asarray(u0), tspan), alg, rtol=1e-6,
+                        atol=1e-8, backend="array_api_strict")
+    assert fast.success and general.success
+    assert (fast.stats.naccept, fast.stats.nreject) == (general.stats.naccept,
+                                                        general.stats.nreject)
+    np.testing.assert_allclose(fast.t, general.t, rtol=1e-12, atol=0.0)
+    np.testing.assert_allclose(fast.u, be.to_host(general.u), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("alg", METHODS)
+def test_f_returning_one_buffer_every_time_gives_the_same_solution(alg):
+    out = np.empty(2)
+
+    def f_buffer(u, p, t):
+        out[0] = u[1]
+        out[1] = ((1.0 - u[0] ** 2) * u[1] - u[0]) / (1e3 * VDP_EPS)
+        return out
+
+    ref = ade.solve(ade.ODEProblem(vdp_short, [2.0, -0.66], (0.0, 0.5)), alg, rtol=1e-6)
+    sol = ade.solve(ade.ODEProblem(f_buffer, [2.0, -0.66], (0.0, 0.5)), alg, rtol=1e-6)
+    assert sol.stats.naccept == ref.stats.naccept
+    np.testing.assert_array_equal(sol.u, ref.u)
+
+
+def test_fast_path_keeps_float32():
+    A = np.array([[-100.0, 1.0], [0.0, -0.5]], dtype=np.float32)
+    u0 = np.array([1.0, 1.0], dtype=np.float32)
+    sol = ade.solve(ade.ODEProblem(lambda u, p, t: A @ u, u0, (0.0, 2.0)), "Rodas5P",
+                    rtol=1e-5, atol=1e-6)
+    assert sol.u.dtype == np.float32
+    from scipy.linalg import expm
+
+    exact = expm(A.astype(np.float64) * 2.0) @ u0.astype(np.float64)
+    assert np.max(np.abs(sol.u[-1] - exact)) < 1e-5
+
+
+def test_getrs_is_called_positionally_or_through_a_keyword_wrapper():
+    getrf, getrs = get_lapack_funcs(("getrf", "getrs"), (np.zeros((2, 2)),))
+    assert _positional_getrs(getrs) is getrs  # SciPy's signature (lu, piv, b, [trans, ...])
+    W = np.array([[4.0, 1.0], [2.0, 3.0]])
+    lu, piv, _ = getrf(W)
+    b = np.array([1.0, 2.0])
+    x, info = getrs(lu, piv, b, 0, 1)
+    assert info == 0 and x is b  # solved in place
+    np.testing.assert_allclose(W @ b, [1.0, 2.0], rtol=1e-14)
+
+    calls = []
+
+    def keyword_only(lu, piv, b, *, trans=0, overwrite_b=0):
+        calls.append((trans, overwrite_b))
+        return getrs(lu, piv, b, trans=trans, overwrite_b=overwrite_b)
+
+    wrapped = _positional_getrs(keyword_only)  # no f2py docstring: wrapped
+    assert wrapped is not keyword_only
+    b = np.array([1.0, 2.0])
+    x, _ = wrapped(lu, piv, b, 0, 1)
+    assert calls == [(0, 1)]
+    np.testing.assert_allclose(W @ x, [1.0, 2.0], rtol=1e-14)
