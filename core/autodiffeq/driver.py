@@ -149,6 +149,8 @@ def integrate(
     elif opts.save_everystep:
         save_t.append(t0)
         save_u.append(u0)
+    # the next requested time as a Python float (no NumPy scalar arithmetic per step)
+    next_save = float(saveat[isave]) if saveat is not None and isave < nsave else tdir * math.inf
 
     dense = opts.dense
     dense_t: list[float] = []
@@ -271,11 +273,12 @@ def integrate(
                 recorder.record(t_new, u_new, stepper)
 
             if saveat is not None:
-                if isave < nsave and tdir * (saveat[isave] - t_new) <= 0:
+                if tdir * (next_save - t_new) <= 0.0:
                     isave = _save_in_step(
                         stepper, xp, saveat, isave, nsave, tdir, t, dt_try, t_new, u, u_new,
                         save_t, save_u,
                     )
+                    next_save = float(saveat[isave]) if isave < nsave else tdir * math.inf
             elif save_everystep:
                 save_t.append(t_new)
                 save_u.append(u_new)

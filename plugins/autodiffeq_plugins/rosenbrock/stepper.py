@@ -104,7 +104,8 @@ class RosenbrockStepper(Stepper):
         n = rhs.n
         dtype = rhs.dtype
         self.s = s
-        self.stats = {"njac": 0, "nfactor": 0, "nlinsolve": 0}
+        self._njac = 0
+        self._nfactor = 0  # one factorisation and s linear solves per step attempt
         self._tder = TimeDerivative(rhs, autonomous)
         self._jac = jacobian_source(rhs, jac_mode)
         self._sparse = sparse_namespace(backend)
@@ -248,6 +249,17 @@ class RosenbrockStepper(Stepper):
             self._f0_key = (t_new, u_new)
         self._fsal_f = None
 
+    @property  # type: ignore[override]
+    def stats(self) -> dict[str, int]:
+        """Jacobians, LU factorisations and linear solves so far (``Solution.stats``)."""
+        return {"njac": self._njac, "nfactor": self._nfactor,
+                "nlinsolve": self._nfactor * self.s}
+
+    @stats.setter
+    def stats(self, value: dict[str, int]) -> None:
+        self._njac = int(value.get("njac", 0))
+        self._nfactor = int(value.get("nfactor", 0))
+
     @property
     def jac_mode(self) -> str:
         """The resolved Jacobian source (``"user"``, ``"autograd"``, ``"fd"``, ...)."""
@@ -284,7 +296,7 @@ class RosenbrockStepper(Stepper):
             J, nf = jac(u, t, f0)
             if nf:
                 self.nf += nf
-            self.stats["njac"] += 1
+            self._njac += 1
             self._J = J
             self._J_is_sparse = (self._sparse is not None and not isinstance(J, self._dense_type)
                                  and self._sparse.issparse(J))
@@ -363,8 +375,7 @@ class RosenbrockStepper(Stepper):
         else:
             W = self._eye * scale - self._J
         lu = self._lu_factor(W)
-        stats = self.stats
-        stats["nfactor"] += 1
+        self._nfactor += 1
         ft = self._ft
         if dt != self._T_dt or (ft is not None) != self._T_ft:
             self._refresh_coefficients(dt, ft)
@@ -379,7 +390,6 @@ class RosenbrockStepper(Stepper):
         r0 = f0 if ft is None or g0 == 0.0 else f0 + (g0 * dt) * ft
         y, y_fsal = self._stages(lu, r0, fvals, t, dt, ft is not None, M)
         self.nf += self._evals
-        stats["nlinsolve"] += self.s
         return self._finish(y, y_fsal)
 
     def _refresh_coefficients(self, dt: float, ft: Any) -> None:
@@ -468,9 +478,7 @@ class RosenbrockStepper(Stepper):
         elif dt != self._T_dt:
             np.multiply(self._TC, 1.0 / dt, self._T_lower)
             self._T_dt = dt
-        stats = self.stats
-        stats["nfactor"] += 1
-        stats["nlinsolve"] += self.s
+        self._nfactor += 1
         self.nf += self._evals
         _, lu_m, piv, getrs = lu
         fp, p = self.rhs.fp, self.rhs.p
