@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .backend import Backend
 from .config import config_context, get_config, set_config
+from .dae import consistent_initial_state
 from .errors import (
     AutodiffeqError,
     BackendUnavailable,
@@ -73,6 +74,7 @@ __all__ = [
     "UnknownName",
     "UnsupportedCombination",
     "config_context",
+    "consistent_initial_state",
     "get_config",
     "hookimpl",
     "hookspec",

@@ -15,6 +15,7 @@ everything computed up to the failure is kept.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .controller import PIController, PredictiveController, initial_step
+from .errors import SolverWarning
 from .stepper import Stepper
 
 _EPS = float(np.finfo(np.float64).eps)
@@ -52,6 +54,9 @@ class DriverOptions:
     #: the error norm and the initial-step estimate use only the first ``error_components``
     #: entries of the flat state (``None``: all of them)
     error_components: int | None = None
+    #: maps values of ``f`` to ``u'`` for the starting-step estimate (mass-matrix problems:
+    #: ``M^+ f``, see :mod:`autodiffeq.dae`; ``None``: ``u' = f``)
+    derivative: Callable[[Any], Any] | None = None
 
 
 @dataclass
@@ -106,9 +111,16 @@ def integrate(
         order = stepper.order if stepper.error_order is None else min(
             stepper.order, stepper.error_order + 1
         )
+        f_init, f0_init = stepper.rhs.f, f0
+        derivative = opts.derivative
+        if derivative is not None:
+            def f_init(u: Any, t: float) -> Any:
+                return derivative(stepper.rhs.f(u, t))
+
+            f0_init = derivative(f0)
         with np.errstate(over="ignore"):  # huge scaled norms are handled as non-finite
             h = initial_step(
-                stepper.rhs.f, xp, t0, u0, f0, tdir, order, rtol, atol, span, dtmax, n_err
+                f_init, xp, t0, u0, f0_init, tdir, order, rtol, atol, span, dtmax, n_err
             )
         dt = tdir * max(opts.dtmin, h)
         stepper.nf += 1
@@ -182,6 +194,7 @@ def integrate(
     naccept = 0
     nreject = 0
     retcode = "Success"
+    trial_error: tuple[ArithmeticError, float, float] | None = None  # the first one, reported
     # |dt| below which a step is hopeless: what t can resolve where it is (4 eps |t|), and
     # never below a tiny fraction of the span (so a failing start at t = 0 cannot spin)
     dt_floor = 1e-12 * _EPS * span
@@ -200,7 +213,28 @@ def integrate(
                 hit_stop = False
             dt_try = t_new - t  # the step actually taken, after rounding of t_new
 
-            u_new, err = stepper.step(t, u, dt_try)
+            try:
+                u_new, err = stepper.step(t, u, dt_try)
+            except ArithmeticError as exc:
+                # f raised (math.exp overflow, a division by zero, np.errstate "raise") at a
+                # trial point of this step: a rejected step, as a non-finite result would be
+                if not adaptive:
+                    raise
+                if trial_error is None:
+                    trial_error = (exc, t, dt_try)
+                u_new = err = None
+            if err is None and u_new is None:
+                nreject += 1
+                if predictive:
+                    last_rejected = True
+                dt = dt_try * qmin
+                if abs(dt) < max(dtmin, dt_floor, 4 * _EPS * abs(t)):
+                    retcode = "Unstable"
+                    break
+                if naccept + nreject >= maxiters:
+                    retcode = "MaxIters"
+                    break
+                continue
 
             if scalar_norm:
                 au_new = list(map(abs, (u_new[:n_err] if part else u_new).tolist()))
@@ -318,6 +352,16 @@ def integrate(
 
     if retcode == "Success" and not bool(xp.all(xp.isfinite(u))):
         retcode = "Unstable"
+    if trial_error is not None:
+        exc, t_err, dt_err = trial_error
+        warnings.warn(
+            f"f raised {type(exc).__name__}: {exc} in a step attempted from t={t_err:.10g} "
+            f"with dt={dt_err:.3g}; the step was rejected and retried with a smaller one (at "
+            "trial points a solver can leave the region where f is defined: returning inf or "
+            "nan there, e.g. np.exp instead of math.exp, avoids the exception)",
+            SolverWarning,
+            stacklevel=3,
+        )
     if retcode != "Success" and saveat is not None and (not save_t or save_t[-1] != t):
         # keep where the solve got to, even between requested times
         save_t.append(t)

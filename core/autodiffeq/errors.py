@@ -94,3 +94,12 @@ __all__ = [
     "BackendUnavailable",
     "DenseOutputError",
 ]
+
+
+class StiffnessWarning(UserWarning):
+    """A non-stiff solver detected that the problem is stiff."""
+
+
+class SolverWarning(UserWarning):
+    """A solve ended without success (its ``retcode`` says why), or recovered from a problem
+    of ``f`` that the user should know about."""

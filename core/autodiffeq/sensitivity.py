@@ -585,6 +585,10 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any]) -> Solutio
     known = {"rtol", "atol", "dt", "adaptive", "tstops", "maxiters", "dtmin", "dtmax", "seed",
              "progress", "error_components"}
     alg_options = {k: options.pop(k) for k in list(options) if k not in known}
+    if primal.mass_matrix is not None:
+        from .dae import require_consistent
+
+        require_consistent(primal, be, options.get("rtol", 1e-3), options.get("atol", 1e-6))
     _, method = choose_sensitivity(reg, sensealg, spec, be, primal)
     request = GradientRequest(
         prob=primal,

@@ -20,6 +20,8 @@ from .errors import (
     InvalidArgument,
     InvalidType,
     ShapeMismatch,
+    SolverWarning,
+    StiffnessWarning,
     UnknownName,
     UnsupportedCombination,
 )
@@ -32,14 +34,6 @@ from .stepper import RHS
 from .validation import array_namespace_of, check_positive_number, contains_traced, is_traced
 
 logger = logging.getLogger("autodiffeq")
-
-
-class StiffnessWarning(UserWarning):
-    """A non-stiff solver detected that the problem is stiff."""
-
-
-class SolverWarning(UserWarning):
-    """A solve ended without success (its ``retcode`` says why)."""
 
 
 def solve(
@@ -196,6 +190,18 @@ def solve(
     atol_b = _tolerance_on_backend(atol, atol_s, "atol", shape, be, dtype, n)
 
     f0, convert = _first_call(prob, u0_flat, shape, be, dtype, t0)
+    initial_derivative = None
+    if prob.mass_matrix is not None:
+        from .dae import start_of_mass_matrix_problem
+
+        u0_consistent, initial_derivative = start_of_mass_matrix_problem(
+            prob, be, dtype, u0_flat, rtol, atol
+        )
+        if u0_consistent is not None:
+            logger.info("mass-matrix problem: u0's algebraic components corrected to make it "
+                        "consistent")
+            u0_flat = u0_consistent
+            f0, convert = _first_call(prob, u0_flat, shape, be, dtype, t0)
     rhs = RHS(prob.f, prob.p, shape, dtype, be, prob, convert_output=convert, registry=reg)
 
     try:
@@ -218,6 +224,7 @@ def solve(
         progress=progress,
         error_components=None if error_components is None else int(error_components),
         recorder=_step_recorder,
+        derivative=initial_derivative,
     )
 
     def on_stiffness(message: str, t: float) -> None:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import abc
 import math
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -156,7 +157,9 @@ class FiniteDifferenceJacobian(JacobianSource):
     and Rodas4/Rodas5P take 2-4x more steps; purely relative increments fail for components
     near zero: ROBER's ``y3`` (zero at ``t0``, 1e-12 after a step) then gets an increment of
     1e-17 and its column drowns in the rounding of ``f``'s O(0.04) terms (the DAE form blows
-    up). The tolerance ``atol`` would be the natural floor, but steppers do not see it.
+    up), as does a ``y3`` that starts at 1e-13 if it is taken at its own scale: components
+    starting below ``sqrt(eps)`` times the largest count as starting at zero. The tolerance
+    ``atol`` would be the natural floor, but steppers do not see it.
     """
 
     SCALE_FRACTION = 1e-3
@@ -174,10 +177,12 @@ class FiniteDifferenceJacobian(JacobianSource):
         xp = self.rhs.backend.xp
         au = xp.abs(u)
         if self._scale is None:
-            # components that start at zero take the largest initial magnitude as their scale
+            # components that start at zero, or negligibly close to it (below sqrt(eps) times
+            # the largest), take the largest initial magnitude as their scale
             largest = float(xp.max(au)) if au.shape[0] else 0.0
             prior = largest if 0.0 < largest < math.inf else 1.0
-            self._scale = xp.where(au > 0, au, xp.asarray(prior, dtype=u.dtype))
+            negligible = au <= math.sqrt(sys.float_info.epsilon) * prior
+            self._scale = xp.where(negligible, xp.asarray(prior, dtype=u.dtype), au)
         else:
             self._scale = xp.maximum(self._scale, au)
         return self.SCALE_FRACTION * self._scale

@@ -1,0 +1,163 @@
+"""Mass-matrix DAEs: consistent initialisation (structural and SVD splits of M), the errors
+when it is impossible, the starting step scaled by M, and a right-hand side that raises at
+trial points."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import autodiffeq as ade
+from autodiffeq.dae import MassMatrixSplit
+
+from .conftest import ROBER_MASS, rober_dae
+
+ROBER_T1 = 40.0
+
+
+def _rotation() -> np.ndarray:
+    a, b = 0.7, -0.4
+    Rz = np.array([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0],
+                   [0.0, 0.0, 1.0]])
+    Rx = np.array([[1.0, 0.0, 0.0], [0.0, math.cos(b), -math.sin(b)],
+                   [0.0, math.sin(b), math.cos(b)]])
+    return Rz @ Rx
+
+
+def test_inconsistent_algebraic_component_is_corrected():
+    consistent = ade.solve(ade.ODEProblem(rober_dae, [1.0, 0.0, 0.0], (0.0, ROBER_T1),
+                                          mass_matrix=ROBER_MASS), "Rodas5P", rtol=1e-8,
+                           atol=1e-10)
+    for alg in ("Rodas5P", "Rodas4", "Rosenbrock23", None):
+        prob = ade.ODEProblem(rober_dae, [1.0, 0.0, 0.7], (0.0, ROBER_T1),
+                              mass_matrix=ROBER_MASS)
+        sol = ade.solve(prob, alg, rtol=1e-8, atol=1e-10)
+        assert sol.success
+        # the differential components are kept, the algebraic one solves y1 + y2 + y3 = 1
+        np.testing.assert_allclose(sol.u[0], [1.0, 0.0, 0.0], atol=1e-12)
+        tol = 1e-6 if alg == "Rosenbrock23" else 1e-7
+        np.testing.assert_allclose(sol.u[-1], consistent.u[-1], rtol=tol, atol=1e-9)
+
+
+def test_non_diagonal_singular_mass_matrix_uses_the_svd_split():
+    """ROBER's DAE in rotated coordinates u = Q v: (Q^T M Q) v' = Q^T f(Q v). The mass matrix
+    has no zero row or column, so the split comes from its null spaces."""
+    Q = _rotation()
+    M = Q.T @ ROBER_MASS @ Q
+    split = MassMatrixSplit(M, 3)
+    assert not split.structural and split.k == 1
+    prob = ade.ODEProblem(lambda v, p, t: Q.T @ rober_dae(Q @ v, p, t),
+                          Q.T @ np.array([1.0, 0.0, 0.4]), (0.0, ROBER_T1), mass_matrix=M)
+    sol = ade.solve(prob, "Rodas5P", rtol=1e-8, atol=1e-10)
+    ref = ade.solve(ade.ODEProblem(rober_dae, [1.0, 0.0, 0.0], (0.0, ROBER_T1),
+                                   mass_matrix=ROBER_MASS), "Rodas5P", rtol=1e-8, atol=1e-10)
+    assert sol.success
+    np.testing.assert_allclose(Q @ sol.u[0], [1.0, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(Q @ sol.u[-1], ref.u[-1], rtol=1e-7, atol=1e-9)
+
+
+def test_consistent_u0_is_left_as_given():
+    u0 = np.array([1.0, 0.0, 1e-13])  # inconsistent by far less than atol
+    sol = ade.solve(ade.ODEProblem(rober_dae, u0, (0.0, 1.0), mass_matrix=ROBER_MASS),
+                    "Rodas5P", rtol=1e-6, atol=1e-10)
+    # (also a component starting at 1e-13 next to O(1) ones: the difference Jacobian's
+    # increment for it must not be relative to 1e-13, or the algebraic row's column is lost)
+    assert sol.success
+    np.testing.assert_array_equal(sol.u[0], u0)
+
+
+def test_sparse_mass_matrix_and_user_jacobian_path():
+    import scipy.sparse as sp
+
+    def jac(u, p, t):
+        y1, y2, y3 = u
+        return np.array([[-0.04, 1e4 * y3, 1e4 * y2],
+                         [0.04, -6e7 * y2 - 1e4 * y3, -1e4 * y2],
+                         [1.0, 1.0, 1.0]])
+
+    prob = ade.ODEProblem(rober_dae, [1.0, 0.0, 2.0], (0.0, 1.0),
+                          mass_matrix=sp.csr_matrix(ROBER_MASS), jac=jac)
+    assert np.allclose(ade.consistent_initial_state(prob), [1.0, 0.0, 0.0], atol=1e-14)
+    sol = ade.solve(prob, "Rodas5P", rtol=1e-6, atol=1e-10)
+    assert sol.success and abs(sol.u[0].sum() - 1.0) < 1e-14
+
+
+def test_index_two_problem_is_refused_with_a_clear_error():
+    # 0 = u1 - sin t does not involve the algebraic variable u2: N^T J Z = 0 (index 2)
+    prob = ade.ODEProblem(lambda u, p, t: np.array([u[1], u[0] - np.sin(t)]), [0.0, 1.0],
+                          (0.0, 1.0), mass_matrix=np.diag([1.0, 0.0]))
+    with pytest.raises(ade.InvalidArgument, match="not index 1"):
+        ade.solve(prob, "Rodas5P")
+
+
+def test_unsolvable_algebraic_equation_is_refused_with_a_clear_error():
+    # 0 = u2^2 + 1 has no real solution
+    prob = ade.ODEProblem(lambda u, p, t: np.array([-u[0], u[1] ** 2 + 1.0]), [1.0, 0.5],
+                          (0.0, 1.0), mass_matrix=np.diag([1.0, 0.0]))
+    with pytest.raises(ade.InvalidArgument, match="u0 is not consistent.*did not converge"):
+        ade.solve(prob, "Rodas5P")
+
+
+@pytest.mark.filterwarnings("ignore::autodiffeq.DerivativeWarning")
+def test_differentiated_solve_needs_a_consistent_u0():
+    from autograd import grad
+
+    prob = ade.ODEProblem(rober_dae, [1.0, 0.0, 0.3], (0.0, 1.0), mass_matrix=ROBER_MASS)
+
+    def loss(u0):
+        return ade.solve(prob.remake(u0=u0), "Rodas5P", rtol=1e-10, atol=1e-13,
+                         saveat=[1.0], sensealg="ForwardSensitivity").u[-1, 0]
+
+    with pytest.raises(ade.InvalidArgument, match="consistent_initial_state"):
+        grad(loss)(np.array([1.0, 0.0, 0.3]))
+    u0 = ade.consistent_initial_state(prob)
+    g = grad(loss)(np.asarray(u0))
+    # differences of plain solves, which correct y3 for the perturbed y1, y2: the derivative
+    # along the consistent manifold, as the forward sensitivities' consistent S0 gives it
+    h = 1e-7
+    fd = [(loss(u0 + h * e) - loss(u0 - h * e)) / (2 * h) for e in np.eye(3)[:2]]
+    np.testing.assert_allclose(g[:2], fd, rtol=1e-4, atol=1e-9)
+
+
+def test_starting_step_is_scaled_by_the_mass_matrix():
+    """C u1' = -u1 / R with C = 1e-6, R = 1e3 (time constant 1e-3) and an algebraic u2 = 2 u1:
+    f alone is 1e-3, so without M the starting-step estimate took the whole interval."""
+    C, R = 1e-6, 1e3
+    prob = ade.ODEProblem(lambda u, p, t: np.array([-u[0] / R, u[1] - 2.0 * u[0]]),
+                          [1.0, 2.0], (0.0, 0.01), mass_matrix=np.diag([C, 0.0]))
+    sol = ade.solve(prob, "Rodas5P", rtol=1e-6, atol=1e-9)
+    assert sol.success
+    assert sol.t[1] < 1e-3  # the first step resolves the time constant
+    tau = R * C
+    np.testing.assert_allclose(sol.u[:, 0], np.exp(-sol.t / tau), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(sol.u[:, 1], 2.0 * sol.u[:, 0], rtol=1e-10, atol=1e-12)
+
+
+def test_f_raising_at_a_trial_point_rejects_the_step():
+    """``f`` raises OverflowError (as math.exp does) outside |u| <= 1.05, where only the trial
+    stages of the too-large first step go: the step is rejected, as with an inf result, and
+    the solve says what happened."""
+
+    def f(u, p, t):
+        return np.array([-50.0 * (u[0] - math.cos(t)), u[0] - u[1]])
+
+    def exploding(u, p, t):
+        if abs(u[0]) > 1.05 or abs(u[1]) > 1.05:
+            math.exp(1000.0)
+        return f(u, p, t)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sol = ade.solve(ade.ODEProblem(exploding, [0.0, 0.0], (0.0, 5.0)), "Rodas5P",
+                        rtol=1e-6, dt=4.0)
+    assert sol.success and sol.stats.nreject >= 1
+    messages = [str(w.message) for w in caught if issubclass(w.category, ade.SolverWarning)]
+    assert any("OverflowError" in m and "rejected" in m for m in messages)
+    ref = ade.solve(ade.ODEProblem(f, [0.0, 0.0], (0.0, 5.0)), "Rodas5P", rtol=1e-8)
+    np.testing.assert_allclose(sol.u[-1], ref.u[-1], rtol=1e-5, atol=1e-7)
+    with pytest.raises(OverflowError):  # fixed steps cannot retry
+        ade.solve(ade.ODEProblem(exploding, [0.0, 0.0], (0.0, 5.0)), "Rodas5P",
+                  adaptive=False, dt=4.0)
