@@ -195,18 +195,19 @@ def consistent_state(
     u0: np.ndarray,
     rtol: np.ndarray,
     atol: np.ndarray,
+    eps: float = float(np.finfo(np.float64).eps),
 ) -> np.ndarray | None:
     """``u0`` corrected along the algebraic directions so that ``N^T f(u) = 0``, or ``None``
     when ``u0`` is consistent within the tolerances (see the module doc).
 
     ``f(u)`` and ``jac(u)`` are host callables at ``t0`` (``jac`` ``None``: forward differences
-    along ``Z``, ``k`` evaluations of ``f``). Raises :class:`InvalidArgument` when the algebraic
-    equations cannot be solved (not index 1 at ``u0``, or Newton's method fails).
+    along ``Z``, ``k`` evaluations of ``f``, increments for the precision ``eps`` of ``f``).
+    Raises :class:`InvalidArgument` when the algebraic equations cannot be solved (not index 1
+    at ``u0``, or Newton's method fails).
     """
     if split.k == 0:
         return None
     u = np.array(u0, dtype=np.float64)
-    eps = np.finfo(np.float64).eps
     fu = f(u)
     r = split.residual(fu)
     r0_norm = float(np.linalg.norm(r))
@@ -295,7 +296,8 @@ def start_of_mass_matrix_problem(
 
     rt = np.broadcast_to(to_host(rtol), (n,))
     at = np.broadcast_to(to_host(atol), (n,))
-    corrected = consistent_state(split, f_host, jac_host, to_host(u0_flat), rt, at)
+    eps = float(np.finfo(backend.host_dtype(dtype)).eps)
+    corrected = consistent_state(split, f_host, jac_host, to_host(u0_flat), rt, at, eps)
     u0_new = None
     if corrected is not None:
         u0_new = backend.asarray(corrected.astype(backend.host_dtype(dtype)), dtype=dtype)

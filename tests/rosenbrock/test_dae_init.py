@@ -161,3 +161,25 @@ def test_f_raising_at_a_trial_point_rejects_the_step():
     with pytest.raises(OverflowError):  # fixed steps cannot retry
         ade.solve(ade.ODEProblem(exploding, [0.0, 0.0], (0.0, 5.0)), "Rodas5P",
                   adaptive=False, dt=4.0)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # float32 trial stages
+def test_consistent_initialisation_on_the_strict_backend_and_in_float32():
+    be = ade.registry().get_backend("array_api_strict")
+    xp = be.xp
+
+    def rober_strict(u, p, t):
+        y1, y2, y3 = u[0], u[1], u[2]
+        return xp.stack([-0.04 * y1 + 1e4 * y2 * y3, 0.04 * y1 - 3e7 * y2**2 - 1e4 * y2 * y3,
+                         y1 + y2 + y3 - 1.0])
+
+    prob = ade.ODEProblem(rober_strict, xp.asarray([1.0, 0.0, 0.5]), (0.0, 1.0),
+                          mass_matrix=ROBER_MASS)
+    sol = ade.solve(prob, "Rodas5P", rtol=1e-6, atol=1e-10, backend="array_api_strict")
+    assert sol.success and be.is_native(sol.u)
+    np.testing.assert_allclose(be.to_host(sol.u[0, ...]), [1.0, 0.0, 0.0], atol=1e-12)
+    u32 = np.array([1.0, 0.0, 0.5], dtype=np.float32)
+    sol32 = ade.solve(ade.ODEProblem(rober_dae, u32, (0.0, 1.0), mass_matrix=ROBER_MASS),
+                      "Rodas5P", rtol=1e-4, atol=1e-7)
+    assert sol32.success and sol32.u.dtype == np.float32
+    np.testing.assert_allclose(sol32.u[0], [1.0, 0.0, 0.0], atol=1e-7)
