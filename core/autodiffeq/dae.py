@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidArgument, ShapeMismatch
+from .errors import InvalidArgument, InvalidType, ShapeMismatch
 
 #: dense SVD split up to this many states (beyond, only structural splits)
 SVD_MAX_SIZE = 2000
@@ -135,6 +135,14 @@ class MassMatrixSplit:
         JZ = J @ self._Z
         return self._N.T @ np.asarray(JZ)
 
+    def algebraic_rows_norm(self, J: Any) -> float:
+        """``||N^T J||_F`` from a dense or sparse host ``J``."""
+        if self.structural:
+            rows = J[self.alg_rows]
+            data = rows.data if hasattr(rows, "toarray") else np.asarray(rows)
+            return float(np.linalg.norm(np.asarray(data).ravel()))
+        return float(np.linalg.norm(self._N.T @ J))
+
     def derivative(self, fval: np.ndarray) -> np.ndarray:
         """``M^+ f``: ``u'`` on the differential part, zero on the algebraic one."""
         if self.structural:
@@ -179,6 +187,46 @@ def _block_solver(block: Any, sparse: bool) -> Callable[[np.ndarray], np.ndarray
     return lambda b: scipy.linalg.lu_solve((lu, piv), b, check_finite=False)
 
 
+def _reduced_jacobian_by_differences(
+    split: MassMatrixSplit, f: Callable[[np.ndarray], np.ndarray], u: np.ndarray,
+    fu: np.ndarray, eps: float,
+) -> np.ndarray:
+    """``N^T J Z`` by forward differences of ``f`` along the columns of ``Z``."""
+    Z = split.null_directions()
+    cols = []
+    for j in range(split.k):
+        z = Z[:, j]
+        h = math.sqrt(eps) * max(1.0, float(np.max(np.abs(u[z != 0.0]), initial=0.0)))
+        cols.append(split.residual(f(u + h * z) - fu) / h)
+    return np.stack(cols, axis=1)
+
+
+def _algebraic_rows_norm_by_differences(
+    split: MassMatrixSplit, f: Callable[[np.ndarray], np.ndarray], u: np.ndarray,
+    fu: np.ndarray, eps: float,
+) -> float:
+    """An estimate of ``||N^T J||`` (the scale that ``N^T J Z`` is singular against): the
+    largest of ``||N^T J v|| sqrt(n)`` over three random unit directions ``v``."""
+    rng = np.random.default_rng(12345)
+    h = math.sqrt(eps) * max(1.0, float(np.max(np.abs(u), initial=0.0)))
+    best = 0.0
+    for _ in range(3):
+        v = rng.standard_normal(split.n)
+        v /= np.linalg.norm(v)
+        best = max(best, float(np.linalg.norm(split.residual(f(u + h * v) - fu))) / h)
+    return best * math.sqrt(split.n)
+
+
+def _numerically_singular(G: np.ndarray, scale: float, floor: float) -> bool:
+    """Whether ``G = N^T J Z`` is singular relative to ``||N^T J||``: its smallest singular
+    value is below ``floor`` times that scale (or ``G`` is not finite)."""
+    if not np.all(np.isfinite(G)):
+        return True
+    smallest = float(np.linalg.svd(G, compute_uv=False).min()) if G.size else 1.0
+    reference = max(scale, float(np.abs(G).max(initial=0.0)))
+    return not smallest > floor * reference
+
+
 def _short(idx: np.ndarray) -> str:
     shown = ", ".join(str(int(i)) for i in idx[:8])
     return f"[{shown}{', ...' if idx.size > 8 else ''}]"
@@ -213,23 +261,24 @@ def consistent_state(
     r0_norm = float(np.linalg.norm(r))
     for iteration in range(NEWTON_MAX_ITERATIONS):
         if jac is not None:
-            G = split.reduced_jacobian(jac(u))
+            J = jac(u)
+            G = split.reduced_jacobian(J)
+            scale = split.algebraic_rows_norm(J)
+            floor = 1e3 * split.n * eps  # rounding of an exact Jacobian
         else:
-            Z = split.null_directions()
-            cols = []
-            for j in range(split.k):
-                z = Z[:, j]
-                h = math.sqrt(eps) * max(1.0, float(np.max(np.abs(u[z != 0.0]), initial=0.0)))
-                cols.append(split.residual(f(u + h * z) - fu) / h)
-            G = np.stack(cols, axis=1)
-        try:
-            dw = -np.linalg.solve(G, r)
-        except np.linalg.LinAlgError:
+            G = _reduced_jacobian_by_differences(split, f, u, fu, eps)
+            scale = _algebraic_rows_norm_by_differences(split, f, u, fu, eps)
+            floor = 1e3 * math.sqrt(eps)  # the error of forward differences
+        if _numerically_singular(G, scale, floor):
             raise InvalidArgument(
-                "u0: the mass-matrix problem is not index 1 at the initial point (the Jacobian "
-                f"of {split.describe()} is singular), so consistent initial values cannot be "
-                "computed; check the mass matrix and f, or pass consistent initial values"
-            ) from None
+                "u0: the mass-matrix problem is not index 1 at the initial point: the Jacobian "
+                f"of {split.describe()} with respect to those components is (numerically) "
+                "singular, so they are not determined by the algebraic equations"
+                + ("" if jac is not None else " (with a difference Jacobian this can also "
+                   "mean that f is too flat there to difference: pass ODEProblem(jac=...))")
+                + "; check the mass matrix and f, or pass consistent initial values"
+            )
+        dw = -np.linalg.solve(G, r)
         du = split.along_null(dw)
         step = _scaled_norm(du, u, rtol, atol)
         if not math.isfinite(step):
@@ -258,9 +307,64 @@ def consistent_state(
         u, fu, r = u_try, f_try, r_try
     raise InvalidArgument(
         "u0 is not consistent with the mass-matrix problem's algebraic equations, and "
-        f"correcting it failed: Newton's method on {split.describe()} did not converge from "
-        f"u0 (algebraic residual {r0_norm:.3g} at u0); pass consistent initial values"
+        f"correcting it failed: Newton's method on {split.describe()} did not converge in "
+        f"{iteration + 1} iterations (damped; algebraic residual {r0_norm:.3g} at u0, "
+        f"{float(np.linalg.norm(r)):.3g} where it stopped); pass consistent initial values, "
+        "or a u0 closer to them"
     )
+
+
+class _HostProblem:
+    """A mass-matrix problem's ``f`` and ``jac`` at ``t0`` as host (NumPy float64) callables
+    on the flat state, and its split."""
+
+    def __init__(self, prob: Any, backend: Any, dtype: Any, n: int) -> None:
+        self.split = MassMatrixSplit(prob.mass_matrix, n)
+        self.n = n
+        self.backend, self.dtype = backend, dtype
+        self.eps = float(np.finfo(backend.host_dtype(dtype)).eps)
+        self._prob = prob
+        self._shape = tuple(prob.shape)
+        self._t0 = float(prob.tspan[0])
+        self.jac = self._jac if prob.jac is not None else None
+
+    def to_host(self, x: Any) -> np.ndarray:
+        if not isinstance(x, np.ndarray) and self.backend.is_native(x):
+            x = self.backend.to_host(x)
+        return np.asarray(x, dtype=np.float64).reshape(-1)
+
+    def on_backend(self, u: np.ndarray, shaped: bool = True) -> Any:
+        be = self.backend
+        ub = be.asarray(u.astype(be.host_dtype(self.dtype)), dtype=self.dtype)
+        return ub if not shaped or len(self._shape) == 1 else be.xp.reshape(ub, self._shape)
+
+    def f(self, u: np.ndarray) -> np.ndarray:
+        prob = self._prob
+        return self.to_host(prob.f(self.on_backend(u), prob.p, self._t0))
+
+    def _jac(self, u: np.ndarray) -> Any:
+        prob = self._prob
+        J = prob.jac(self.on_backend(u), prob.p, self._t0) if callable(prob.jac) else prob.jac
+        if hasattr(J, "tocsr") and hasattr(J, "nnz"):
+            return J.tocsr()
+        return self.to_host(J).reshape(self.n, self.n)
+
+    def algebraic_rows(self, u: np.ndarray) -> np.ndarray:
+        """``N^T J`` (``k x n``, dense) at ``u``: from ``jac``, or by forward differences
+        (``n`` evaluations of ``f``)."""
+        split = self.split
+        if self.jac is not None:
+            J = self.jac(u)
+            rows = J[split.alg_rows] if split.structural else split._N.T @ J
+            return rows.toarray() if hasattr(rows, "toarray") else np.asarray(rows)
+        fu = self.f(u)
+        out = np.empty((split.k, self.n))
+        for j in range(self.n):
+            h = math.sqrt(self.eps) * max(1.0, abs(float(u[j])))
+            e = np.zeros(self.n)
+            e[j] = h
+            out[:, j] = split.residual(self.f(u + e) - fu) / h
+        return out
 
 
 def start_of_mass_matrix_problem(
@@ -269,44 +373,39 @@ def start_of_mass_matrix_problem(
     """For :func:`autodiffeq.solve`: ``(u0 made consistent, or None if it is consistent
     within the tolerances; the map f -> M^+ f on backend arrays for the starting step)``."""
     n = int(u0_flat.shape[0])
-    split = MassMatrixSplit(prob.mass_matrix, n)
-    shape = tuple(prob.shape)
-    t0 = float(prob.tspan[0])
-
-    def to_host(x: Any) -> np.ndarray:
-        if not isinstance(x, np.ndarray) and backend.is_native(x):
-            x = backend.to_host(x)
-        return np.asarray(x, dtype=np.float64).reshape(-1)
-
-    def on_backend(u: np.ndarray) -> Any:
-        ub = backend.asarray(u.astype(backend.host_dtype(dtype)), dtype=dtype)
-        return ub if len(shape) == 1 else backend.xp.reshape(ub, shape)
-
-    def f_host(u: np.ndarray) -> np.ndarray:
-        return to_host(prob.f(on_backend(u), prob.p, t0))
-
-    jac_host = None
-    jac = prob.jac
-    if jac is not None:
-        def jac_host(u: np.ndarray) -> Any:
-            J = jac(on_backend(u), prob.p, t0) if callable(jac) else jac
-            if hasattr(J, "tocsr") and hasattr(J, "nnz"):
-                return J.tocsr()
-            return to_host(J).reshape(n, n)
-
-    rt = np.broadcast_to(to_host(rtol), (n,))
-    at = np.broadcast_to(to_host(atol), (n,))
-    eps = float(np.finfo(backend.host_dtype(dtype)).eps)
-    corrected = consistent_state(split, f_host, jac_host, to_host(u0_flat), rt, at, eps)
-    u0_new = None
-    if corrected is not None:
-        u0_new = backend.asarray(corrected.astype(backend.host_dtype(dtype)), dtype=dtype)
+    host = _HostProblem(prob, backend, dtype, n)
+    split = host.split
+    rt = np.broadcast_to(host.to_host(rtol), (n,))
+    at = np.broadcast_to(host.to_host(atol), (n,))
+    corrected = consistent_state(split, host.f, host.jac, host.to_host(u0_flat), rt, at,
+                                 host.eps)
+    u0_new = None if corrected is None else host.on_backend(corrected, shaped=False)
 
     def derivative(fval: Any) -> Any:
-        return backend.asarray(split.derivative(to_host(fval)).astype(backend.host_dtype(dtype)),
-                               dtype=dtype)
+        return host.on_backend(split.derivative(host.to_host(fval)), shaped=False)
 
     return u0_new, derivative
+
+
+def _differentiable_correction(host: _HostProblem, u0: Any, corrected: np.ndarray) -> Any:
+    """``corrected`` as a function of the traced ``u0`` (flat): its derivative is the
+    projector onto the consistent manifold's tangent along the algebraic directions,
+    ``P = I - Z (N^T J Z)^{-1} N^T J`` at the corrected point (the implicit-function
+    derivative of ``N^T f(u0 + Z w) = 0`` with the differential part of ``u0`` kept)."""
+    from autograd.extend import defjvp, defvjp, primitive
+
+    rows = host.algebraic_rows(corrected)  # N^T J
+    Z = host.split.null_directions()
+    P = np.eye(host.n) - Z @ np.linalg.solve(rows @ Z, rows)
+    value = host.on_backend(corrected, shaped=False)
+
+    @primitive
+    def corrected_state(u: Any) -> Any:
+        return value
+
+    defvjp(corrected_state, lambda ans, u: lambda g: P.T @ g)
+    defjvp(corrected_state, lambda g, ans, u: P @ g)
+    return corrected_state(u0)
 
 
 def consistent_initial_state(
@@ -317,12 +416,14 @@ def consistent_initial_state(
     here to a tolerance of its own. ``u0`` itself if it is consistent within the tolerances
     or the problem has no mass matrix.
 
-    Differentiated solves start from ``u0`` as given, so a problem whose consistent algebraic
-    values depend on the parameters being fitted calls this with the current parameters
-    first (the derivatives then treat the algebraic part of ``u0`` as data).
+    Differentiated solves start from ``u0`` as given, so a differentiated function calls this
+    first. With a traced ``u0`` the correction is differentiated (the projector onto the
+    consistent manifold, as ``ForwardSensitivity``'s consistent ``S0``). If the correction
+    depends on a traced ``p``, compute it from ``p``'s value (it is then data for the
+    derivatives): an :class:`InvalidType` says so.
     """
     from .solve import _check_tolerances, _initial_state, _resolve_backend
-    from .validation import unbox
+    from .validation import contains_traced, is_traced, unbox
 
     if prob.mass_matrix is None:
         return prob.u0
@@ -332,11 +433,29 @@ def consistent_initial_state(
     be = _resolve_backend(registry(), backend)
     plain = prob.remake(u0=unbox(prob.u0), p=unbox(prob.p))
     u0_flat, dtype = _initial_state(plain.u0, be)
-    corrected, _ = start_of_mass_matrix_problem(plain, be, dtype, u0_flat, rtol, atol)
+    n = int(u0_flat.shape[0])
+    host = _HostProblem(plain, be, dtype, n)
+    rt = np.full(n, float(rtol))
+    at = np.full(n, float(atol))
+    corrected = consistent_state(host.split, host.f, host.jac, host.to_host(u0_flat), rt, at,
+                                 host.eps)
     if corrected is None:
         return prob.u0
+    if contains_traced(prob.p):
+        raise InvalidType(
+            "consistent_initial_state: correcting this u0 depends on p, which is being "
+            "differentiated, and the correction is differentiable with respect to u0 only; "
+            "compute it from p's value to treat it as data: "
+            "consistent_initial_state(prob.remake(p=autograd.tracer.getval(p)))"
+        )
     shape = tuple(prob.shape)
-    return corrected if len(shape) == 1 else be.xp.reshape(corrected, shape)
+    if is_traced(prob.u0):
+        import autograd.numpy as anp
+
+        flat = _differentiable_correction(host, anp.reshape(prob.u0, (n,)), corrected)
+        return flat if len(shape) == 1 else anp.reshape(flat, shape)
+    value = host.on_backend(corrected, shaped=False)
+    return value if len(shape) == 1 else be.xp.reshape(value, shape)
 
 
 def require_consistent(prob: Any, backend: Any, rtol: Any, atol: Any) -> None:

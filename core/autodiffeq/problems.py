@@ -20,6 +20,7 @@ from .errors import InvalidType
 from .validation import (
     array_namespace_of,
     check_callable,
+    check_mass_matrix,
     check_state,
     check_tspan,
     is_traced,
@@ -89,6 +90,8 @@ class ODEProblem:
                 check_callable(value, name)
         if jac is not None and not callable(jac) and not hasattr(jac, "shape"):
             raise InvalidType("jac must be callable or a constant matrix")
+        if mass_matrix is not None:
+            check_mass_matrix(mass_matrix, u0)
         set_ = object.__setattr__
         set_(self, "f", f)
         set_(self, "u0", _normalise_state(u0))

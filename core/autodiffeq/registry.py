@@ -413,65 +413,43 @@ class Registry:
                 )
         if sensealg is not None:
             sens = self.sensitivity(sensealg)
-            if ptype is not None and ptype not in sens.problem_types:
-                return Compatibility(
-                    False,
-                    f"sensitivity method {sens.name!r} does not support {ptype} problems.",
-                    tuple(s.name for s in self.sensitivities() if ptype in s.problem_types),
-                )
-            if sens.solver_families is not None and spec.family not in sens.solver_families:
-                return Compatibility(
-                    False,
-                    f"sensitivity method {sens.name!r} supports solver families "
-                    f"{', '.join(sens.solver_families)}, not {spec.family!r} ({spec.name}).",
-                    tuple(
-                        s.name
-                        for s in self.sensitivities()
-                        if s.solver_families is None or spec.family in s.solver_families
-                    ),
-                )
-            if (not sens.mass_matrix and problem is not None
-                    and getattr(problem, "mass_matrix", None) is not None):
-                return Compatibility(
-                    False,
-                    f"sensitivity method {sens.name!r} does not differentiate mass-matrix "
-                    "problems (DAEs).",
-                    tuple(s.name for s in self.sensitivities() if s.mass_matrix),
-                )
-            if not sens.stiff and spec.stiff:
-                return Compatibility(
-                    False,
-                    f"sensitivity method {sens.name!r} is not suited to stiff problems (it is "
-                    f"declared unstable on them), and {spec.name!r} is a stiff solver.",
-                    tuple(s.name for s in self.sensitivities() if s.stiff),
-                )
-            if backend is not None:
-                bname = self.backend(backend).name
-                bcaps = self.backend(backend).capabilities
-                if spec.family in sens.autograd_families and "autograd" not in bcaps:
-                    return Compatibility(
-                        False,
-                        f"sensitivity method {sens.name!r} traces {spec.family} steps with "
-                        f"autograd, which backend {bname!r} does not support.",
-                        tuple(
-                            s.name
-                            for s in self.sensitivities()
-                            if spec.family not in s.autograd_families
-                            and (s.backends is None or bname in s.backends)
-                        ),
-                    )
-                if sens.backends is not None and bname not in sens.backends:
-                    return Compatibility(
-                        False,
-                        f"sensitivity method {sens.name!r} runs on backends "
-                        f"{', '.join(sens.backends)}, not {bname!r}.",
-                        tuple(
-                            s.name
-                            for s in self.sensitivities()
-                            if s.backends is None or bname in s.backends
-                        ),
-                    )
+            reason = self._sensitivity_obstacle(spec, backend, sens, problem, ptype)
+            if reason is not None:
+                # the alternatives: the methods that would work here, all checks passed
+                return Compatibility(False, reason, tuple(
+                    s.name for s in self.sensitivities()
+                    if s.name != sens.name
+                    and self._sensitivity_obstacle(spec, backend, s, problem, ptype) is None
+                ))
         return Compatibility(True)
+
+    def _sensitivity_obstacle(
+        self, spec: SolverSpec, backend: Any, sens: SensitivitySpec, problem: Any,
+        ptype: str | None,
+    ) -> str | None:
+        """Why ``sens`` cannot differentiate ``spec`` on ``backend`` for ``problem``, or
+        ``None`` if it can."""
+        if ptype is not None and ptype not in sens.problem_types:
+            return f"sensitivity method {sens.name!r} does not support {ptype} problems."
+        if sens.solver_families is not None and spec.family not in sens.solver_families:
+            return (f"sensitivity method {sens.name!r} supports solver families "
+                    f"{', '.join(sens.solver_families)}, not {spec.family!r} ({spec.name}).")
+        if (not sens.mass_matrix and problem is not None
+                and getattr(problem, "mass_matrix", None) is not None):
+            return (f"sensitivity method {sens.name!r} does not differentiate mass-matrix "
+                    "problems (DAEs).")
+        if not sens.stiff and spec.stiff:
+            return (f"sensitivity method {sens.name!r} is not suited to stiff problems (it is "
+                    f"declared unstable on them), and {spec.name!r} is a stiff solver.")
+        if backend is not None:
+            bspec = self.backend(backend)
+            if spec.family in sens.autograd_families and "autograd" not in bspec.capabilities:
+                return (f"sensitivity method {sens.name!r} traces {spec.family} steps with "
+                        f"autograd, which backend {bspec.name!r} does not support.")
+            if sens.backends is not None and bspec.name not in sens.backends:
+                return (f"sensitivity method {sens.name!r} runs on backends "
+                        f"{', '.join(sens.backends)}, not {bspec.name!r}.")
+        return None
 
 
 def _kind_of(spec: Any) -> str:

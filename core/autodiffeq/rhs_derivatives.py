@@ -133,6 +133,15 @@ class RHSDerivatives:
         )
         return "fd"
 
+    @property
+    def traceable(self) -> bool:
+        """Whether autograd can trace ``f`` (one trial trace, made once)."""
+        cached = getattr(self, "_traceable_result", None)
+        if cached is None:
+            cached = self._traceable_result = (self.mode == "autograd" or (
+                self.backend.name == "numpy" and self._traceable()))
+        return cached
+
     def _traceable(self) -> bool:
         """One trial trace of ``f`` by autograd at a representative point."""
         from autograd import make_vjp

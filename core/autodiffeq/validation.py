@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidArgument, InvalidType, UnsupportedCombination
+from .errors import InvalidArgument, InvalidType, ShapeMismatch, UnsupportedCombination
 
 
 def is_traced(x: Any) -> bool:
@@ -172,3 +172,46 @@ def check_positive_number(value: Any, name: str, allow_zero: bool = False) -> fl
         kind = "non-negative" if allow_zero else "positive"
         raise InvalidArgument(f"{name} must be a finite {kind} number, got {value}")
     return value
+
+
+def check_mass_matrix(M: Any, u0: Any) -> None:
+    """``M`` must be a constant, finite, real ``n x n`` matrix (``n = u0.size``): an array of
+    numbers or a ``scipy.sparse`` matrix."""
+    if callable(M) and not hasattr(M, "shape"):
+        raise InvalidType(
+            "mass_matrix must be a constant matrix (an array or a scipy.sparse matrix); a "
+            "mass matrix that depends on u or t is not supported"
+        )
+    if isinstance(M, (str, bytes)):
+        raise InvalidType(f"mass_matrix must be a constant matrix (an array or a scipy.sparse "
+                          f"matrix), got {M!r}")
+    u0 = unbox(u0)
+    u0_shape = tuple(u0.shape) if hasattr(u0, "shape") else np.shape(u0)
+    n = math.prod(u0_shape)
+    if hasattr(M, "tocsr") and hasattr(M, "nnz"):  # scipy.sparse
+        values = np.asarray(M.tocsr().data)
+    else:
+        arr = host_view(M, "mass_matrix")
+        if arr is None:  # a device array: its values are checked where it is used
+            shape = tuple(M.shape)
+            values = None
+        else:
+            values = arr
+            shape = arr.shape
+        if len(shape) != 2 or shape != (n, n):
+            raise ShapeMismatch(f"mass_matrix has shape {shape}; expected ({n}, {n}) for a "
+                                f"state of {n} components (u0 has shape "
+                                f"{u0_shape})")
+    if hasattr(M, "tocsr") and tuple(M.shape) != (n, n):
+        raise ShapeMismatch(f"mass_matrix has shape {tuple(M.shape)}; expected ({n}, {n}) for a "
+                            f"state of {n} components")
+    if values is None:
+        return
+    if values.dtype.kind not in "fiub":
+        kind = "complex" if values.dtype.kind == "c" else f"non-numeric ({values.dtype})"
+        raise InvalidType(f"mass_matrix must hold real numbers, got {kind} values")
+    if not bool(np.all(np.isfinite(values))):
+        bad = np.argwhere(~np.isfinite(np.asarray(M.toarray() if hasattr(M, "toarray")
+                                                  else values)))
+        raise InvalidArgument(f"mass_matrix has non-finite entries (first at index "
+                              f"{tuple(int(i) for i in bad[0])})")

@@ -137,6 +137,5 @@ def test_mass_matrix_on_the_strict_backend_and_in_float32():
 
 
 def test_mass_matrix_of_the_wrong_size_is_rejected():
-    prob = ade.ODEProblem(lambda u, p, t: -u, [1.0, 2.0], (0.0, 1.0), mass_matrix=np.eye(3))
     with pytest.raises(ade.ShapeMismatch, match="mass_matrix"):
-        ade.solve(prob, "Rodas5P")
+        ade.ODEProblem(lambda u, p, t: -u, [1.0, 2.0], (0.0, 1.0), mass_matrix=np.eye(3))

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from autodiffeq.errors import InvalidArgument
+from autodiffeq.errors import InvalidArgument, UnsupportedCombination
 from autodiffeq.sensitivity import (
     ForwardRecord,
     GradientRequest,
@@ -40,6 +40,20 @@ def _p_flat(request: GradientRequest) -> np.ndarray:
     return np.asarray(request.prob.p, dtype=np.float64).reshape(-1)
 
 
+def require_traceable(derivs: Any, what: str) -> None:
+    """Raise :class:`UnsupportedCombination` unless autograd can trace ``f`` (``what``: the
+    method and what it traces)."""
+    if not derivs.traceable:
+        raise UnsupportedCombination(
+            f"{what} by tracing f with autograd, and this f cannot be traced (e.g. it builds "
+            "its result with numpy, np.array([...]) of the traced entries, which gives an "
+            "object array): write f with autograd.numpy (anp.stack / anp.array), or use "
+            "sensealg='ForwardSensitivity' or 'InterpolatingAdjoint', which need only "
+            "values of f",
+            ("ForwardSensitivity", "InterpolatingAdjoint", "QuadratureAdjoint"),
+        )
+
+
 def _replay(request: GradientRequest, record: ForwardRecord) -> Any:
     """``(u0_flat, p_flat) -> saved states (nsave, n)`` by re-running the accepted steps with
     the traceable step map (autograd.numpy operations only)."""
@@ -47,6 +61,7 @@ def _replay(request: GradientRequest, record: ForwardRecord) -> Any:
 
     stepper = request.make_stepper()
     derivs = request.derivatives()
+    require_traceable(derivs, "ReverseMode and ForwardMode replay the solve")
     f = derivs.flat_f
     ts = record.ts
     wanted = set(int(i) for i in record.save_index)
@@ -333,6 +348,8 @@ class DiscreteAdjoint(SensitivityMethod):
         want_p: bool,
     ) -> tuple[Any, Any]:
         from autograd import make_vjp
+
+        require_traceable(derivs, f"DiscreteAdjoint transposes {type(stepper).__name__} steps")
 
         def phi(args: tuple[Any, Any]) -> Any:
             return stepper.functional_step(derivs.flat_f, args[0], args[1], t, dt)
