@@ -99,3 +99,30 @@ def test_getrs_is_called_positionally_or_through_a_keyword_wrapper():
     x, _ = wrapped(lu, piv, b, 0, 1)
     assert calls == [(0, 1)]
     np.testing.assert_allclose(W @ x, [1.0, 2.0], rtol=1e-14)
+
+
+def nan_outside(u, p, t):
+    """Non-finite outside |u| <= 1.05, where only the trial stages of a too-large step go."""
+    if abs(u[0]) > 1.05 or abs(u[1]) > 1.05:
+        return np.array([np.nan, np.nan])
+    return np.array([-50.0 * (u[0] - np.cos(t)), u[0] - u[1]])
+
+
+@pytest.mark.parametrize("alg", METHODS)
+def test_fast_path_recovers_from_a_non_finite_attempt_as_the_general_path_does(alg):
+    """The fast path's products run over every stage row (zero coefficients for later
+    stages), so rows left non-finite by a failed attempt must not leak into the retry."""
+    be = ade.registry().get_backend("array_api_strict")
+    xp = be.xp
+
+    def f_strict(u, p, t):
+        return xp.asarray(nan_outside(np.asarray(be.to_host(u)), p, t))
+
+    kw = dict(rtol=1e-6, atol=1e-8, dt=4.0)
+    fast = ade.solve(ade.ODEProblem(nan_outside, [0.0, 0.0], (0.0, 5.0)), alg, **kw)
+    general = ade.solve(ade.ODEProblem(f_strict, xp.asarray([0.0, 0.0]), (0.0, 5.0)), alg,
+                        backend="array_api_strict", **kw)
+    assert fast.success and fast.stats.nreject >= 1
+    assert (fast.stats.naccept, fast.stats.nreject) == (general.stats.naccept,
+                                                        general.stats.nreject)
+    np.testing.assert_allclose(fast.u, be.to_host(general.u), rtol=1e-10, atol=1e-12)

@@ -44,6 +44,20 @@ class NumpyBackend(Backend):
     def to_host(self, x: Any) -> np.ndarray:
         return np.asarray(x)
 
+    def dense_lapack(self, dtype: Any) -> tuple[Any, Any]:
+        """LAPACK ``(getrf, getrs)`` for ``dtype`` (float32 or float64): the kernels of
+        :meth:`lu_factor` on dense arrays, for solvers whose per-step cost on small systems is
+        the cost of these calls (the Rosenbrock stepper's NumPy path). ``getrs`` takes
+        ``(lu, piv, b, trans, overwrite_b)`` positionally."""
+        dtype = np.dtype(dtype)
+        funcs = self._lapack.get(dtype)
+        if funcs is None:
+            from scipy.linalg import get_lapack_funcs
+
+            getrf, getrs = get_lapack_funcs(("getrf", "getrs"), (np.zeros(1, dtype=dtype),))
+            funcs = self._lapack[dtype] = (getrf, _positional_getrs(getrs))
+        return funcs
+
     def lu_factor(self, a: Any) -> Any:
         """LU with partial pivoting straight from LAPACK ``getrf`` (SciPy's ``get_lapack_funcs``,
         looked up once per dtype): the ``scipy.linalg.lu_factor``/``lu_solve`` wrappers cost
@@ -60,13 +74,7 @@ class NumpyBackend(Backend):
         if sp.issparse(a):
             return self._sparse_lu(a)
         a = np.asarray(a)
-        funcs = self._lapack.get(a.dtype)
-        if funcs is None:
-            from scipy.linalg import get_lapack_funcs
-
-            getrf, getrs = get_lapack_funcs(("getrf", "getrs"), (a,))
-            funcs = self._lapack[a.dtype] = (getrf, _positional_getrs(getrs))
-        getrf, getrs = funcs
+        getrf, getrs = self.dense_lapack(a.dtype)
         lu, piv, _info = getrf(a)  # info > 0: singular; the solve then yields inf/nan,
         return ("lapack", lu, piv, getrs)  # which the driver rejects as a failed step
 
