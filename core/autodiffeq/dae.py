@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidArgument, InvalidType, ShapeMismatch
+from .errors import InvalidArgument, InvalidType
 
 #: dense SVD split up to this many states (beyond, only structural splits)
 SVD_MAX_SIZE = 2000
@@ -49,7 +49,7 @@ NEWTON_TOLERANCE = 1e-6
 
 def host_matrix(M: Any, n: int) -> Any:
     """``M`` on the host: a SciPy sparse matrix stays sparse (CSR), anything else becomes a
-    dense float64 ``(n, n)`` NumPy array."""
+    dense float64 ``(n, n)`` NumPy array (``ODEProblem`` has checked its shape and values)."""
     if hasattr(M, "tocsr") and hasattr(M, "nnz"):
         M = M.tocsr().astype(np.float64)
     else:
@@ -59,10 +59,7 @@ def host_matrix(M: Any, n: int) -> Any:
             except Exception:  # noqa: BLE001 - lists and other array-likes
                 M = np.asarray(M)
         M = np.asarray(M, dtype=np.float64)
-    if tuple(M.shape) != (n, n):
-        raise ShapeMismatch(f"mass_matrix has shape {tuple(M.shape)}; expected ({n}, {n}) for a "
-                            f"state of {n} components")
-    return M
+    return M.reshape(n, n)
 
 
 class MassMatrixSplit:
@@ -135,13 +132,15 @@ class MassMatrixSplit:
         JZ = J @ self._Z
         return self._N.T @ np.asarray(JZ)
 
+    def algebraic_rows(self, J: Any) -> Any:
+        """``N^T J`` (``k x n``) from a dense or sparse host ``J`` (sparse stays sparse)."""
+        return J[self.alg_rows] if self.structural else self._N.T @ J
+
     def algebraic_rows_norm(self, J: Any) -> float:
         """``||N^T J||_F`` from a dense or sparse host ``J``."""
-        if self.structural:
-            rows = J[self.alg_rows]
-            data = rows.data if hasattr(rows, "toarray") else np.asarray(rows)
-            return float(np.linalg.norm(np.asarray(data).ravel()))
-        return float(np.linalg.norm(self._N.T @ J))
+        rows = self.algebraic_rows(J)
+        values = rows.data if hasattr(rows, "toarray") else np.asarray(rows)
+        return float(np.linalg.norm(np.asarray(values).ravel()))
 
     def derivative(self, fval: np.ndarray) -> np.ndarray:
         """``M^+ f``: ``u'`` on the differential part, zero on the algebraic one."""
@@ -349,13 +348,19 @@ class _HostProblem:
             return J.tocsr()
         return self.to_host(J).reshape(self.n, self.n)
 
+    def correct(self, u0_flat: Any, rtol: Any, atol: Any) -> np.ndarray | None:
+        """:func:`consistent_state` of the backend state ``u0_flat`` (host result)."""
+        rt = np.broadcast_to(self.to_host(rtol), (self.n,))
+        at = np.broadcast_to(self.to_host(atol), (self.n,))
+        return consistent_state(self.split, self.f, self.jac, self.to_host(u0_flat), rt, at,
+                                self.eps)
+
     def algebraic_rows(self, u: np.ndarray) -> np.ndarray:
         """``N^T J`` (``k x n``, dense) at ``u``: from ``jac``, or by forward differences
         (``n`` evaluations of ``f``)."""
         split = self.split
         if self.jac is not None:
-            J = self.jac(u)
-            rows = J[split.alg_rows] if split.structural else split._N.T @ J
+            rows = split.algebraic_rows(self.jac(u))
             return rows.toarray() if hasattr(rows, "toarray") else np.asarray(rows)
         fu = self.f(u)
         out = np.empty((split.k, self.n))
@@ -375,10 +380,7 @@ def start_of_mass_matrix_problem(
     n = int(u0_flat.shape[0])
     host = _HostProblem(prob, backend, dtype, n)
     split = host.split
-    rt = np.broadcast_to(host.to_host(rtol), (n,))
-    at = np.broadcast_to(host.to_host(atol), (n,))
-    corrected = consistent_state(split, host.f, host.jac, host.to_host(u0_flat), rt, at,
-                                 host.eps)
+    corrected = host.correct(u0_flat, rtol, atol)
     u0_new = None if corrected is None else host.on_backend(corrected, shaped=False)
 
     def derivative(fval: Any) -> Any:
@@ -435,10 +437,7 @@ def consistent_initial_state(
     u0_flat, dtype = _initial_state(plain.u0, be)
     n = int(u0_flat.shape[0])
     host = _HostProblem(plain, be, dtype, n)
-    rt = np.full(n, float(rtol))
-    at = np.full(n, float(atol))
-    corrected = consistent_state(host.split, host.f, host.jac, host.to_host(u0_flat), rt, at,
-                                 host.eps)
+    corrected = host.correct(u0_flat, rtol, atol)
     if corrected is None:
         return prob.u0
     if contains_traced(prob.p):

@@ -225,21 +225,11 @@ def integrate(
                     raise
                 if trial_error is None:
                     trial_error = (exc, t, dt_try)
-                u_new = err = None
-            if err is None and u_new is None:
-                nreject += 1
-                if predictive:
-                    last_rejected = True
-                dt = dt_try * qmin
-                if abs(dt) < max(dtmin, dt_floor, 4 * _EPS * abs(t)):
-                    retcode = "Unstable"
-                    break
-                if naccept + nreject >= maxiters:
-                    retcode = "MaxIters"
-                    break
-                continue
+                u_new = None
 
-            if scalar_norm:
+            if u_new is None:
+                eest = math.inf  # rejected below as a non-finite step
+            elif scalar_norm:
                 au_new = list(map(abs, (u_new[:n_err] if part else u_new).tolist()))
                 acc = 0.0
                 for a_old, a_new, e_i in zip(au, au_new, (err[:n_err] if part else err).tolist()):

@@ -188,30 +188,22 @@ def check_mass_matrix(M: Any, u0: Any) -> None:
     u0 = unbox(u0)
     u0_shape = tuple(u0.shape) if hasattr(u0, "shape") else np.shape(u0)
     n = math.prod(u0_shape)
-    if hasattr(M, "tocsr") and hasattr(M, "nnz"):  # scipy.sparse
-        values = np.asarray(M.tocsr().data)
+    sparse = hasattr(M, "tocsr") and hasattr(M, "nnz")
+    if sparse:
+        values: np.ndarray | None = np.asarray(M.tocsr().data)
+        shape = tuple(M.shape)
     else:
-        arr = host_view(M, "mass_matrix")
-        if arr is None:  # a device array: its values are checked where it is used
-            shape = tuple(M.shape)
-            values = None
-        else:
-            values = arr
-            shape = arr.shape
-        if len(shape) != 2 or shape != (n, n):
-            raise ShapeMismatch(f"mass_matrix has shape {shape}; expected ({n}, {n}) for a "
-                                f"state of {n} components (u0 has shape "
-                                f"{u0_shape})")
-    if hasattr(M, "tocsr") and tuple(M.shape) != (n, n):
-        raise ShapeMismatch(f"mass_matrix has shape {tuple(M.shape)}; expected ({n}, {n}) for a "
-                            f"state of {n} components")
+        values = host_view(M, "mass_matrix")  # None: a device array, checked where used
+        shape = tuple(M.shape) if values is None else values.shape
+    if shape != (n, n):
+        raise ShapeMismatch(f"mass_matrix has shape {shape}; expected ({n}, {n}) for a state "
+                            f"of {n} components (u0 has shape {u0_shape})")
     if values is None:
         return
     if values.dtype.kind not in "fiub":
         kind = "complex" if values.dtype.kind == "c" else f"non-numeric ({values.dtype})"
         raise InvalidType(f"mass_matrix must hold real numbers, got {kind} values")
     if not bool(np.all(np.isfinite(values))):
-        bad = np.argwhere(~np.isfinite(np.asarray(M.toarray() if hasattr(M, "toarray")
-                                                  else values)))
+        bad = np.argwhere(~np.isfinite(M.toarray() if sparse else values))
         raise InvalidArgument(f"mass_matrix has non-finite entries (first at index "
                               f"{tuple(int(i) for i in bad[0])})")
