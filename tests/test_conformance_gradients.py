@@ -185,8 +185,11 @@ def test_gradient_case_ids_tiers_and_opt_out():
     assert all(c.check.startswith("grad-") for c in cases)  # no solvers of its own
     assert "grad-fd-Tsit5-DiscreteAdjoint-numpy" in ids
     assert "grad-agree-Tsit5-numpy" in ids
-    assert "grad-unsupported-AutoTsit5Rodas5P-ReverseMode-numpy" in ids
-    assert "grad-fd-AutoTsit5Rodas5P-DiscreteAdjoint-numpy" in ids  # composites: DA only
+    # composites are differentiated through their components by all three methods
+    assert "grad-fd-AutoTsit5Rodas5P-ReverseMode-numpy" in ids
+    assert "grad-fd-AutoTsit5Rodas5P-DiscreteAdjoint-numpy" in ids
+    assert "grad-events-Tsit5-DiscreteAdjoint-numpy" in ids  # declared events=True
+    assert "grad-events-Tsit5-ReverseMode-numpy" not in ids
     assert "grad-fd-Rodas5P-DiscreteAdjoint-numpy" in ids
     assert not ids["grad-fd-Tsit5-DiscreteAdjoint-numpy"].slow
     assert ids["grad-fd-Vern7-DiscreteAdjoint-numpy"].slow

@@ -1,7 +1,9 @@
-"""Jacobians by finite differences (dense and coloured sparse) and autograd, against exact
-derivatives."""
+"""Jacobians by finite differences (dense and coloured sparse) and autograd, and the time
+derivative by differences, against exact derivatives."""
 
 from __future__ import annotations
+
+import math
 
 import autograd.numpy as anp
 import numpy as np
@@ -9,11 +11,14 @@ import scipy.sparse as sp
 
 from autodiffeq.derivatives import (
     color_columns,
+    derivative_weights,
     jacobian_autograd,
     jacobian_fd_dense,
     jacobian_fd_sparse,
     time_derivative_fd,
 )
+
+EPS = float(np.finfo(np.float64).eps)
 
 
 def _stencil(N: int) -> sp.csr_matrix:
@@ -60,13 +65,106 @@ def test_dense_fd_and_autograd_agree_with_exact():
     np.testing.assert_allclose(J_fd, exact, rtol=1e-6)
 
 
-def test_time_derivative():
-    def f(u, t):
-        return u * np.cos(t)
+def _fd_allowance(order, u, typical, f_size, d_next):
+    """A bound on a one-sided difference's error per column: the weights (summing to 2/h for
+    first order, ~4/a for the second-order nodes) times a few roundings of f (4 eps |f|),
+    plus the truncation (h/2 |f''|, or a b/6 |f'''| ~ a^2/3 |f'''|; ``d_next`` bounds that
+    derivative), with the increments h = eps**(1/2), a = eps**(1/3) times max(|u|, typical)."""
+    h = EPS ** (1.0 / (order + 1)) * np.maximum(np.abs(u), typical)
+    weights, truncation = (2.0 / h, h / 2.0) if order == 1 else (4.0 / h, h * h / 3.0)
+    return weights * 4 * EPS * f_size + truncation * d_next
 
-    u = np.array([2.0])
-    ft, nf = time_derivative_fd(f, u, 0.7, f(u, 0.7), 1e-3)
-    np.testing.assert_allclose(ft, -2.0 * np.sin(0.7), rtol=1e-6)
+
+def test_dense_fd_orders_with_a_per_component_increment_floor():
+    def f(u, t):
+        return np.array([u[0] * u[1], np.sin(u[1]) + t * u[0]])
+
+    u = np.array([1.0, 2.0])
+    typical = np.array([1.0, 10.0])
+    exact = np.array([[2.0, 1.0], [0.5, math.cos(2.0)]])
+    for order in (1, 2):
+        J, nf = jacobian_fd_dense(f, u, 0.5, f(u, 0.5), np, typical=typical, order=order)
+        assert nf == 2 * order
+        # |f| <= 2.5; |sin'''|, |sin''| <= 1
+        allowance = _fd_allowance(order, u, typical, 2.5, 1.0)
+        assert np.all(np.abs(J - exact) <= allowance[None, :]), (order, J - exact, allowance)
+
+
+def test_dense_fd_on_the_strict_backend():
+    import autodiffeq as ade
+
+    be = ade.registry().get_backend("array_api_strict")
+    xp = be.xp
+
+    def f(u, t):
+        return xp.stack([u[0] * u[1], xp.sin(u[1]) + t * u[0]])
+
+    u = xp.asarray([1.0, 2.0])
+    J, nf = jacobian_fd_dense(f, u, 0.5, f(u, 0.5), xp, order=2)
+    assert be.is_native(J) and nf == 4
+    np.testing.assert_allclose(be.to_host(J), [[2.0, 1.0], [0.5, math.cos(2.0)]], rtol=1e-9)
+
+
+def test_dense_fd_with_f_returning_one_buffer():
+    out = np.empty(2)
+
+    def f(u, t):
+        out[:] = [u[0] * u[1], u[1] ** 2]
+        return out
+
+    u = np.array([1.5, -2.0])
+    f0 = f(u, 0.0).copy()
+    for order in (1, 2):
+        J, _ = jacobian_fd_dense(f, u, 0.0, f0, np, order=order)
+        np.testing.assert_allclose(J, [[-2.0, 1.5], [0.0, -4.0]], rtol=1e-6, atol=1e-9)
+
+
+def test_time_derivative_is_third_order_accurate_and_detects_autonomous_f():
+    def f(u, t):
+        return u * math.sin(3.0 * t)
+
+    u = np.array([1.0, -2.0])
+    for t, dt in ((0.0, 0.1), (1.3, 1e-3), (50.0, -0.05), (1e3, 1e-2)):
+        ft, nf = time_derivative_fd(f, u, t, f(u, t), dt)
+        assert nf == 3
+        np.testing.assert_allclose(ft, 3.0 * u * math.cos(3.0 * t), rtol=1e-7)
+    # truncation falls like the cube of the spacing (a hundredth of the step)
+    errs = [abs(time_derivative_fd(f, u, 0.4, f(u, 0.4), dt)[0][0] - 3.0 * math.cos(1.2))
+            for dt in (0.8, 0.4)]
+    assert 2.7 < math.log2(errs[0] / errs[1]) < 3.3
+
+    def still(u, t):
+        return -u
+
+    assert time_derivative_fd(still, u, 1.0, still(u, 1.0), 0.1) == (None, 1)
+    np.testing.assert_allclose(derivative_weights([1.0, 2.0, 3.0]), [3.0, -1.5, 1.0 / 3.0])
+
+
+def test_time_derivative_nodes_stay_inside_the_step():
+    seen = []
+
+    def f(u, t):
+        seen.append(t)
+        return u * t
+
+    u = np.array([1.0])
+    time_derivative_fd(f, u, 2.0, f(u, 2.0), -1e-6)
+    assert all(2.0 - 1e-6 <= t <= 2.0 for t in seen)
+
+
+def test_time_derivative_on_the_strict_backend():
+    import autodiffeq as ade
+
+    be = ade.registry().get_backend("array_api_strict")
+    xp = be.xp
+
+    def f(u, t):
+        return u * math.cos(t)
+
+    u = xp.asarray([2.0])
+    ft, nf = time_derivative_fd(f, u, 0.7, f(u, 0.7), 1e-3, xp)
+    assert be.is_native(ft) and nf == 3
+    np.testing.assert_allclose(be.to_host(ft), [-2.0 * math.sin(0.7)], rtol=1e-9)
 
 
 def _valid(pattern, colors) -> bool:
@@ -110,7 +208,9 @@ def test_second_order_compressed_differences_and_the_strict_backend():
     J2, nf2 = plan.jacobian(f, u, 2.0, f(u, 2.0), order=2)
     assert nf2 == 2 * nf1 == 2 * plan.ncolors
     assert np.abs(J1.toarray() - exact).max() < 1e-6
-    assert np.abs(J2.toarray() - exact).max() < 1e-9
+    # second order: _fd_allowance with |u| <= 1, f's terms |A||u| + t |sin u| <= 10 and
+    # third derivatives <= t = 2 (5.9e-9; was 1e-9, 4.5x the error measured here)
+    assert np.abs(J2.toarray() - exact).max() < _fd_allowance(2, 1.0, 1.0, 10.0, 2.0)
     be = ade.registry().get_backend("array_api_strict")
     A_s = xps.asarray(A.toarray())
 

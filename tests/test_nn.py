@@ -9,7 +9,7 @@ import pytest
 from autograd import grad, make_jvp, make_vjp
 
 import autodiffeq as ade
-from autodiffeq.nn import ACTIVATIONS, MLP
+from autodiffeq.nn import ACTIVATIONS, INPUT_TRANSFORMS, MLP
 
 SMOOTH = ["tanh", "sigmoid", "softplus", "identity"]
 SHAPES = [(3,), (5, 3)]  # unbatched and a batch of 5
@@ -23,6 +23,27 @@ def _point(mlp: MLP, shape: tuple[int, ...], seed: int = 0):
     du = rng.standard_normal(shape)
     dp = rng.standard_normal(mlp.n_params)
     return p, u, v, du, dp
+
+
+def _forward_rounding(mlp: MLP, u, p, activation="tanh", transform=None):
+    """A first-order bound on the rounding error of the network's value at ``u``: each layer's
+    sums of n terms are off by at most n eps times the sum of the terms' magnitudes (Higham,
+    *Accuracy and Stability*, 3.1), the error of a layer's input goes through |W| (every
+    activation is 1-Lipschitz), and the transform and activations add a few eps of their
+    values. Two computations of the value in different orders (batched or single products,
+    ``np.dot`` or ``@``) differ by at most twice this (its largest entry: the atol)."""
+    eps = np.finfo(np.float64).eps
+    h = np.asarray(u if transform is None else INPUT_TRANSFORMS[transform][0](u))
+    err = 4 * eps * np.abs(h)
+    layers = mlp.unflatten(p)
+    for i, (W, b) in enumerate(layers):
+        W, b = np.asarray(W), np.asarray(b)
+        z = h @ W + b
+        err = err @ np.abs(W) + (W.shape[0] + 1) * eps * (np.abs(h) @ np.abs(W) + np.abs(b))
+        if i < len(layers) - 1:
+            h = ACTIVATIONS[activation][0](z)
+            err = err + 4 * eps * np.abs(h)
+    return err
 
 
 def _autograd_vjp(mlp: MLP, v, u, p):
@@ -99,7 +120,10 @@ def test_batched_rows_equal_unbatched_calls():
     jv = mlp.jvp(du, dp, u, p, 0.0)
     gp_sum = np.zeros(mlp.n_params)
     for i in range(4):
-        np.testing.assert_allclose(out[i], mlp(u[i], p, 0.0), rtol=1e-14)
+        # batched (matrix) and single (vector) products round differently: twice the
+        # forward pass's rounding bound (was rtol=1e-14, 10x the 1-ulp difference here)
+        np.testing.assert_allclose(out[i], mlp(u[i], p, 0.0), rtol=0,
+                                   atol=2 * np.max(_forward_rounding(mlp, u[i], p, "tanh", "cube")))
         gu_i, gp_i = mlp.vjp(v[i], u[i], p, 0.0)
         np.testing.assert_allclose(gu[i], gu_i, rtol=1e-13)
         gp_sum += gp_i
@@ -146,8 +170,10 @@ def test_parameters_layout_init_and_round_trip():
     # the layout is W_1 row-major, b_1, W_2, b_2
     W1, b1 = layers[0]
     u = np.array([0.3, -0.7])
+    # np.dot inside the model, @ here: twice the forward rounding bound (was rtol=1e-14)
     np.testing.assert_allclose(
-        mlp(u, p, 0.0), np.tanh(u @ W1 + b1) @ layers[1][0] + layers[1][1], rtol=1e-14
+        mlp(u, p, 0.0), np.tanh(u @ W1 + b1) @ layers[1][0] + layers[1][1], rtol=0,
+        atol=2 * np.max(_forward_rounding(mlp, u, p)),
     )
 
 
@@ -260,7 +286,10 @@ def test_value_and_jvps_equal_one_jvp_per_tangent(activation, shape):
     dP = rng.standard_normal((k, mlp.n_params))
     for tu, tp in ((dU, dP), (None, dP), (dU, None)):
         f, jv = mlp.value_and_jvps(tu, tp, u, p, 0.0)
-        np.testing.assert_allclose(f, mlp(u, p, 0.0), rtol=1e-14)
+        # twice the forward rounding bound (was rtol=1e-14)
+        np.testing.assert_allclose(
+            f, mlp(u, p, 0.0), rtol=0,
+            atol=2 * np.max(_forward_rounding(mlp, u, p, activation, "cube")))
         assert jv.shape == (k, *shape[:-1], 2)
         for j in range(k):
             ref = _autograd_jvp(

@@ -73,6 +73,7 @@ def test_main_example_runs(tmp_path):
         ("neural_ode_spiral.py", "neural_ode_spiral.png"),
         ("rober_sensitivities.py", "rober_sensitivities.png"),
         ("stiff_brusselator.py", None),
+        ("bouncing_ball.py", "bouncing_ball.png"),
     ],
 )
 def test_gradient_and_stiff_examples_run_and_converge(tmp_path, script, png):

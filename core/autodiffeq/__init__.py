@@ -9,7 +9,15 @@ no plugin (and none of CuPy, Dask, matplotlib or tqdm) is imported until it is u
 from __future__ import annotations
 
 from .backend import Backend
+from .callbacks import CallbackSet, ContinuousCallback, DiscreteCallback
 from .config import config_context, get_config, set_config
+from .controller import (
+    Controller,
+    ErrorNorm,
+    PIController,
+    PredictiveController,
+    WeightedRMSNorm,
+)
 from .dae import consistent_initial_state
 from .errors import (
     AutodiffeqError,
@@ -36,7 +44,14 @@ from .sensitivity import (
 )
 from .solution import Solution, Stats
 from .solve import SolverWarning, StiffnessWarning, solve
-from .specs import BackendSpec, EnsembleSpec, SensitivitySpec, SolverSpec
+from .specs import (
+    BackendSpec,
+    EnsembleSpec,
+    ProblemTypeSpec,
+    Requirement,
+    SensitivitySpec,
+    SolverSpec,
+)
 from .stepper import RHS, Stepper
 
 __version__ = "0.1.0"
@@ -46,6 +61,16 @@ __all__ = [
     "Backend",
     "BackendSpec",
     "BackendUnavailable",
+    "CallbackSet",
+    "ContinuousCallback",
+    "Controller",
+    "DiscreteCallback",
+    "ErrorNorm",
+    "PIController",
+    "PredictiveController",
+    "ProblemTypeSpec",
+    "Requirement",
+    "WeightedRMSNorm",
     "Compatibility",
     "DenseOutputError",
     "DerivativeWarning",

@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidArgument, InvalidType
+from .request import check_tolerances, initial_state, resolve_backend, resolve_registry
+from .validation import contains_traced, is_traced, unbox
 
 #: dense SVD split up to this many states (beyond, only structural splits)
 SVD_MAX_SIZE = 2000
@@ -424,17 +426,12 @@ def consistent_initial_state(
     depends on a traced ``p``, compute it from ``p``'s value (it is then data for the
     derivatives): an :class:`InvalidType` says so.
     """
-    from .solve import _check_tolerances, _initial_state, _resolve_backend
-    from .validation import contains_traced, is_traced, unbox
-
     if prob.mass_matrix is None:
         return prob.u0
-    from .registry import registry
-
-    _check_tolerances(rtol, atol)
-    be = _resolve_backend(registry(), backend)
+    check_tolerances(rtol, atol)
+    be = resolve_backend(resolve_registry(None), backend)
     plain = prob.remake(u0=unbox(prob.u0), p=unbox(prob.p))
-    u0_flat, dtype = _initial_state(plain.u0, be)
+    u0_flat, dtype = initial_state(plain.u0, be)
     n = int(u0_flat.shape[0])
     host = _HostProblem(plain, be, dtype, n)
     corrected = host.correct(u0_flat, rtol, atol)
@@ -460,9 +457,7 @@ def consistent_initial_state(
 def require_consistent(prob: Any, backend: Any, rtol: Any, atol: Any) -> None:
     """For differentiated solves: raise :class:`InvalidArgument` unless ``prob.u0`` (plain)
     is consistent within the tolerances."""
-    from .solve import _initial_state
-
-    u0_flat, dtype = _initial_state(prob.u0, backend)
+    u0_flat, dtype = initial_state(prob.u0, backend)
     corrected, _ = start_of_mass_matrix_problem(prob, backend, dtype, u0_flat, rtol, atol)
     if corrected is not None:
         change = np.max(np.abs(np.asarray(backend.to_host(corrected), dtype=np.float64)

@@ -1,34 +1,46 @@
 """The integration driver: the time loop shared by every solver family.
 
-It owns the semantics users see, identical for every family: error norm and PI step-size
-control (:mod:`autodiffeq.controller`), fixed-step mode, ``tstops`` (hit exactly), ``saveat``
-(interpolated from each step's dense output; the saved times are exactly the requested ones),
-dense-output storage, ``maxiters``, ``dtmin``/``dtmax``, retcodes, statistics and the progress
-bar. Steppers (:mod:`autodiffeq.stepper`) only attempt steps.
+It owns the semantics users see, identical for every family: the error norm and the step-size
+controller (objects, :mod:`autodiffeq.controller`), fixed-step mode, a stop schedule that can
+grow during the solve (``tstops``, delay discontinuities, events), ``saveat`` (interpolated
+from each step's dense output; the saved times are exactly the requested ones), the dense
+history of accepted steps (readable during the solve, :mod:`autodiffeq.history`), events and
+callbacks (:mod:`autodiffeq.callbacks`), step observers, ``maxiters``, ``dtmin``/``dtmax``,
+retcodes, statistics and the progress bar. Steppers (:mod:`autodiffeq.stepper`) only attempt
+steps.
 
 Retcodes: ``"Success"``; ``"MaxIters"`` when ``maxiters`` step attempts did not reach the end;
 ``"DtLessThanMin"`` when the controller asks for ``|dt|`` below ``dtmin`` (or below what the
-floating-point time can resolve); ``"Unstable"`` when the state becomes non-finite. On failure
-everything computed up to the failure is kept.
+floating-point time can resolve); ``"Unstable"`` when the state becomes non-finite;
+``"Terminated"`` when a terminal callback ended the solve; ``"EventLoop"`` when events kept
+firing without the time moving on. On failure everything computed up to the failure is kept.
+
+**Step observers** (public): objects with ``on_step(t, t_new, u, u_new, stepper, component)``,
+called after every accepted step (``component``: which component of a composite stepper made
+it, else ``None``), and optionally ``on_jump(t, u_minus, u_plus, event)`` at every event
+(``event`` the :class:`~autodiffeq.callbacks.EventRecord`; ``u_plus is u_minus`` when the event
+left the state as it was: no jump then, and the time is saved once). Sensitivity methods keep
+their checkpoints through them.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .controller import PIController, PredictiveController, initial_step
+from .callbacks import EventHandler
+from .controller import ErrorNorm, default_norm, initial_step, resolve_controller
 from .errors import SolverWarning
+from .history import DenseHistory
 from .stepper import Stepper
 
 _EPS = float(np.finfo(np.float64).eps)
-#: states up to this size (NumPy, scalar tolerances) get the error norm in Python floats
-_SCALAR_NORM_MAX = 8
 
 
 @dataclass
@@ -47,21 +59,33 @@ class DriverOptions:
     save_everystep: bool
     dense: bool
     progress: bool = False
-    controller: PIController | PredictiveController | None = None
-    #: told of every accepted step: ``recorder.record(t_new, u_new, stepper)`` (after
-    #: ``stepper.accept``); sensitivity methods use it to keep checkpoints (core-internal)
-    recorder: Any = None
+    #: ``None`` (the stepper's ``controller_class`` or PI), ``"PI"``, ``"predictive"``, a
+    #: controller class or instance (see :func:`autodiffeq.controller.resolve_controller`)
+    controller: Any = None
+    #: the error norm (``None``: the weighted RMS norm over ``error_components`` entries)
+    norm: ErrorNorm | None = None
     #: the error norm and the initial-step estimate use only the first ``error_components``
     #: entries of the flat state (``None``: all of them)
     error_components: int | None = None
     #: maps values of ``f`` to ``u'`` for the starting-step estimate (mass-matrix problems:
     #: ``M^+ f``, see :mod:`autodiffeq.dae`; ``None``: ``u' = f``)
     derivative: Callable[[Any], Any] | None = None
+    #: step observers (see the module docstring)
+    observers: Sequence[Any] = ()
+    #: the callbacks of the solve (``None``: none)
+    events: EventHandler | None = None
+    #: callables given the live :class:`~autodiffeq.history.DenseHistory` before the first
+    #: step (a delay equation's right-hand side looks up its past there); the history is
+    #: then kept even without ``dense``
+    history_consumers: Sequence[Callable[[DenseHistory], None]] = ()
+    #: callables given the live :class:`StopSchedule` before the first step (a delay
+    #: equation adds the discontinuities ``t + tau`` it propagates)
+    stop_consumers: Sequence[Callable[[StopSchedule], None]] = ()
 
 
 @dataclass
 class IntegrationResult:
-    """What the driver returns: saved points, dense-output steps, retcode and counters."""
+    """What the driver returns: saved points, the dense history, retcode and counters."""
 
     t: list[float]
     u: list[Any]
@@ -69,11 +93,78 @@ class IntegrationResult:
     naccept: int
     nreject: int
     nf: int
-    dense_t: list[float] = field(default_factory=list)
-    dense_u: list[Any] = field(default_factory=list)
-    dense_data: list[Any] = field(default_factory=list)
+    history: DenseHistory | None = None
     stiffness: str | None = None
     t_final: float = 0.0
+    events: EventHandler | None = None
+
+
+class StopSchedule:
+    """Times the integration must step onto exactly, in the direction of integration. New
+    ones can be added during the solve (delay discontinuities, events): the driver hands its
+    schedule to ``DriverOptions.stop_consumers`` before the first step, and a stop added
+    while a step is in progress takes effect from the next step on."""
+
+    def __init__(self, tdir: float, times: Sequence[float], t_end: float) -> None:
+        self.tdir = tdir
+        self.t_end = float(t_end)
+        self._keys = sorted({tdir * float(s) for s in times} | {tdir * self.t_end})
+        #: set when a stop was added; the driver clears it once it has taken the new stop
+        self.added = False
+
+    @property
+    def next(self) -> float:
+        return self.tdir * self._keys[0]
+
+    def pop(self) -> float:
+        return self.tdir * self._keys.pop(0)
+
+    def add(self, t: float, t_now: float) -> None:
+        """Step onto ``t`` too (ignored unless strictly between ``t_now`` and the end)."""
+        key = self.tdir * float(t)
+        if self.tdir * t_now < key < self.tdir * self.t_end:
+            i = bisect.bisect_left(self._keys, key)
+            if i == len(self._keys) or self._keys[i] != key:
+                self._keys.insert(i, key)
+                self.added = True
+
+
+class _Saver:
+    """``saveat`` / every-step saving."""
+
+    def __init__(self, saveat: np.ndarray | None, save_everystep: bool, tdir: float,
+                 t0: float, u0: Any) -> None:
+        self.saveat = saveat
+        self.every = save_everystep
+        self.tdir = tdir
+        self.t: list[float] = []
+        self.u: list[Any] = []
+        self.i = 0
+        self.nsave = 0 if saveat is None else len(saveat)
+        if saveat is not None:
+            while self.i < self.nsave and saveat[self.i] == t0:
+                self.t.append(t0)
+                self.u.append(u0)
+                self.i += 1
+        elif save_everystep:
+            self.t.append(t0)
+            self.u.append(u0)
+        self.next = self._next()
+
+    def _next(self) -> float:
+        # the next requested time as a Python float (no NumPy scalar arithmetic per step)
+        if self.saveat is not None and self.i < self.nsave:
+            return float(self.saveat[self.i])
+        return self.tdir * math.inf
+
+    def jump(self, t: float, u_plus: Any) -> None:
+        """The state jumped at ``t``: right-continuous saving."""
+        if self.saveat is not None:
+            if self.t and self.t[-1] == t:
+                self.u[-1] = u_plus
+        elif self.every:
+            self.t.append(t)
+            self.u.append(u_plus)
 
 
 def integrate(
@@ -91,109 +182,55 @@ def integrate(
     stepper reports stiffness.
     """
     xp = stepper.xp
-    dot = stepper.backend.dot
     n = u0.shape[0]
-    # the entries that the error norm sees: a prefix of the state, or all of it
     n_err = n if opts.error_components is None else min(int(opts.error_components), n)
-    part = n_err < n
     tdir = 1.0 if t1 > t0 else -1.0
     span = abs(t1 - t0)
     adaptive = opts.adaptive
-    rtol, atol = opts.rtol, opts.atol
-    if part:
-        rtol, atol = _prefix(rtol, n_err), _prefix(atol, n_err)
     dtmax = min(opts.dtmax, span)
     stepper.init(t0, u0, f0)
+    composite = bool(getattr(stepper, "components", ()))
 
     if opts.dt is not None:
         dt = tdir * min(max(abs(opts.dt), opts.dtmin if adaptive else 0.0), dtmax)
     else:
-        order = stepper.order if stepper.error_order is None else min(
-            stepper.order, stepper.error_order + 1
-        )
-        f_init, f0_init = stepper.rhs.f, f0
-        derivative = opts.derivative
-        if derivative is not None:
-            def f_init(u: Any, t: float) -> Any:
-                return derivative(stepper.rhs.f(u, t))
-
-            f0_init = derivative(f0)
-        with np.errstate(over="ignore"):  # huge scaled norms are handled as non-finite
-            h = initial_step(
-                f_init, xp, t0, u0, f0_init, tdir, order, rtol, atol, span, dtmax, n_err
-            )
-        dt = tdir * max(opts.dtmin, h)
-        stepper.nf += 1
+        dt = tdir * max(opts.dtmin, _starting_step(stepper, t0, u0, f0, tdir, opts, span,
+                                                    dtmax, n_err))
 
     if adaptive:
-        # the estimate is O(dt**k) with k one above the lower of the two orders (it was
-        # min(order, error_order + 1): 2 instead of 3 for Rosenbrock23, whose embedded method
-        # is the higher-order one; on OREGO that cost 40-500 rejected steps per solve)
+        # the estimate is O(dt**k) with k one above the lower of the two orders (for
+        # Rosenbrock23, whose embedded method is the higher-order one, k = 3, not 2)
         k_err = min(stepper.order, stepper.error_order or stepper.order - 1) + 1
-        ctrl = opts.controller
-        if ctrl is None:
-            preferred = getattr(stepper, "controller_class", None)
-            ctrl = (preferred or PIController).for_order(k_err)
-        predictive = isinstance(ctrl, PredictiveController)
-        safety, inv_qmin, inv_qmax = ctrl.safety, 1.0 / ctrl.qmin, 1.0 / ctrl.qmax
-        qmin = ctrl.qmin
-        if predictive:
-            expo = 1.0 / ctrl.k
-            beta1 = expo
-            dt_acc = err_acc = None  # previous accepted step and its error (Gustafsson)
-            last_rejected = False
-        else:
-            beta1, beta2 = ctrl.beta1, ctrl.beta2
-            qoldinit = ctrl.qoldinit
-            qold = qoldinit
+        controller = resolve_controller(opts.controller, stepper, k_err)
+        adapt = controller.adapt
+        norm = opts.norm if opts.norm is not None else default_norm(
+            xp, u0, opts.rtol, opts.atol, opts.error_components, stepper.backend.dot)
+        norm.start(u0)
+        norm_accept = norm.accept
 
-    stops = [float(s) for s in opts.tstops] + [t1]
-    istop = 0
-    next_stop = stops[0]
-
+    stops = StopSchedule(tdir, [float(s) for s in opts.tstops], t1)
+    for consumer in opts.stop_consumers:
+        consumer(stops)
+    next_stop = stops.next
+    saver = _Saver(opts.saveat, opts.save_everystep, tdir, t0, u0)
     saveat = opts.saveat
-    save_t: list[float] = []
-    save_u: list[Any] = []
-    isave = 0
-    nsave = 0 if saveat is None else len(saveat)
-    if saveat is not None:
-        while isave < nsave and saveat[isave] == t0:
-            save_t.append(t0)
-            save_u.append(u0)
-            isave += 1
-    elif opts.save_everystep:
-        save_t.append(t0)
-        save_u.append(u0)
-    # the next requested time as a Python float (no NumPy scalar arithmetic per step)
-    next_save = float(saveat[isave]) if saveat is not None and isave < nsave else tdir * math.inf
-
-    dense = opts.dense
-    dense_t: list[float] = []
-    dense_u: list[Any] = []
-    dense_data: list[Any] = []
-    if dense:
-        dense_t.append(t0)
-        dense_u.append(u0)
+    save_everystep = opts.save_everystep
+    events = opts.events
+    history = (DenseHistory(stepper, t0, u0, tdir)
+               if opts.dense or opts.history_consumers else None)
+    for consumer in opts.history_consumers:
+        consumer(history)
+    observers = tuple(opts.observers)
+    if events is not None:
+        events.start(t0, u0, f0, dt)
 
     bar = _progress_bar(t0, t1) if opts.progress else None
     maxiters = opts.maxiters
     dtmin = opts.dtmin
-    save_everystep = opts.save_everystep
     stiffness_reported = False
-    recorder = opts.recorder
 
     t = t0
     u = u0
-    au = (xp.abs(u[:n_err]) if part else xp.abs(u)) if adaptive else None
-    # tiny NumPy states with scalar tolerances: the error norm in Python floats (one
-    # ``tolist`` per array instead of six array operations per step; same formula)
-    scalar_norm = (
-        adaptive and n_err <= _SCALAR_NORM_MAX and type(u0) is np.ndarray
-        and np.ndim(rtol) == 0 and np.ndim(atol) == 0
-    )
-    if scalar_norm:
-        rtol_f, atol_f = float(rtol), float(atol)
-        au = list(map(abs, (u0[:n_err] if part else u0).tolist()))
     naccept = 0
     nreject = 0
     retcode = "Success"
@@ -227,66 +264,23 @@ def integrate(
                     trial_error = (exc, t, dt_try)
                 u_new = None
 
-            if u_new is None:
-                eest = math.inf  # rejected below as a non-finite step
-            elif scalar_norm:
-                au_new = list(map(abs, (u_new[:n_err] if part else u_new).tolist()))
-                acc = 0.0
-                for a_old, a_new, e_i in zip(au, au_new, (err[:n_err] if part else err).tolist()):
-                    q_i = e_i / ((a_old if a_old > a_new else a_new) * rtol_f + atol_f)
-                    acc += q_i * q_i
-                eest = math.sqrt(acc / n_err)
-            elif adaptive:
-                if part:
-                    au_new = xp.abs(u_new[:n_err])
-                    err = err[:n_err]
-                else:
-                    au_new = xp.abs(u_new)
-                sc = xp.maximum(au, au_new)
-                sc = sc * rtol + atol
-                e = err / sc
-                eest = math.sqrt(float(dot(e, e)) / n_err)
             if adaptive:
-                if not eest <= 1.0:
+                eest = math.inf if u_new is None else norm(u_new, err)
+                accept, dt_next = adapt(eest, dt_try)
+                if not accept:
                     nreject += 1
-                    if predictive:
-                        last_rejected = True
-                    if eest != eest or eest == math.inf:
-                        dt = dt_try * qmin
-                        nonfinite = True
-                    else:
-                        dt = dt_try / min(inv_qmin, eest**beta1 / safety)
-                        nonfinite = False
+                    dt = dt_next
                     if abs(dt) < max(dtmin, dt_floor, 4 * _EPS * abs(t)):
-                        retcode = "Unstable" if nonfinite else "DtLessThanMin"
+                        retcode = "DtLessThanMin" if eest == eest and eest < math.inf \
+                            else "Unstable"
                         break
                     if naccept + nreject >= maxiters:
                         retcode = "MaxIters"
                         break
                     continue
-                if predictive:
-                    q = eest**expo / safety if eest > 0.0 else inv_qmax
-                    q = inv_qmax if q < inv_qmax else (inv_qmin if q > inv_qmin else q)
-                    if dt_acc is not None and eest > 0.0:
-                        q_g = (dt_acc / dt_try) * (eest * eest / err_acc) ** expo / safety
-                        q_g = inv_qmax if q_g < inv_qmax else (inv_qmin if q_g > inv_qmin else q_g)
-                        q = q if q > q_g else q_g
-                    if last_rejected and q < 1.0:
-                        q = 1.0  # no growth right after a rejection
-                    dt_acc = dt_try
-                    err_acc = eest if eest > 1e-2 else 1e-2
-                    last_rejected = False
-                else:
-                    if eest == 0.0:
-                        q = inv_qmax
-                    else:
-                        q = eest**beta1 / qold**beta2 / safety
-                        q = inv_qmax if q < inv_qmax else (inv_qmin if q > inv_qmin else q)
-                    qold = eest if eest > qoldinit else qoldinit
-                dt_next = dt_try / q
                 if hit_stop and abs(dt_next) < abs(dt):
                     dt_next = dt
-                au = au_new
+                norm_accept()
             else:
                 if not bool(xp.all(xp.isfinite(u_new))):
                     nreject += 1
@@ -296,41 +290,77 @@ def integrate(
 
             naccept += 1
             stepper.accept(t_new, u_new)
-            if recorder is not None:
-                recorder.record(t_new, u_new, stepper)
+
+            event = None
+            if events is not None:
+                event, interp = _locate_event(events, stepper, composite, t, dt_try, u, u_new,
+                                              t_new)
+                if event is not None and event[0] != t_new:
+                    # retake the step to end exactly at the event
+                    t_new, u_new = _step_to_event(events, stepper, event, interp, t, u, dt_try)
+                    event = (t_new, event[1])
+                    dt_try = t_new - t
+                    hit_stop = False
+            component = stepper.last_component if composite else None
+            for obs in observers:
+                obs.on_step(t, t_new, u, u_new, stepper, component)
 
             if saveat is not None:
-                if tdir * (next_save - t_new) <= 0.0:
-                    isave = _save_in_step(
-                        stepper, xp, saveat, isave, nsave, tdir, t, dt_try, t_new, u, u_new,
-                        save_t, save_u,
-                    )
-                    next_save = float(saveat[isave]) if isave < nsave else tdir * math.inf
+                if tdir * (saver.next - t_new) <= 0.0:
+                    _save_in_step(stepper, component, xp, saver, tdir, t, dt_try, t_new, u, u_new)
             elif save_everystep:
-                save_t.append(t_new)
-                save_u.append(u_new)
-            if dense:
-                dense_t.append(t_new)
-                dense_u.append(u_new)
-                dense_data.append(stepper.dense_data())
+                saver.t.append(t_new)
+                saver.u.append(u_new)
+            if history is not None:
+                history.append_step(t_new, u_new, stepper.dense_data(), component)
 
             t = t_new
             u = u_new
+            if events is not None:
+                jumped, stop_code, fired = _handle_events(events, event, t, u, history,
+                                                          saver, observers)
+                if stop_code is not None:
+                    if jumped is not None:
+                        u = jumped
+                    retcode = stop_code
+                    break
+                if fired:
+                    if jumped is not None:
+                        u = jumped
+                    f_now = stepper.rhs.f(u, t)
+                    stepper.nf += 1
+                    if jumped is not None:
+                        stepper.init(t, u, f_now)
+                        if adaptive:
+                            norm.start(u)
+                            controller.jumped()
+                    events.restart(t, u, None if event is None else event[1], f_now, dt_try)
             if stepper.stiffness is not None and not stiffness_reported:
                 stiffness_reported = True
                 if on_stiffness is not None:
                     on_stiffness(stepper.stiffness, t)
             if bar is not None and (naccept & 63) == 0:
                 bar.update(abs(t - t0) - bar.n)
-            if hit_stop:
+            if t == next_stop or hit_stop:
                 if t == t1:
                     break
-                istop += 1
-                next_stop = stops[istop]
+                while tdir * (stops.next - t) <= 0.0:
+                    stops.pop()
+                next_stop = stops.next
+                anchor = t
+                k_fixed = 0
+            elif event is not None:
+                # fixed steps go on from the event
                 anchor = t
                 k_fixed = 0
             else:
                 k_fixed += 1
+            if stops.added:
+                # a stop was added during the step (a delay discontinuity, ...)
+                stops.added = False
+                while tdir * (stops.next - t) <= 0.0:
+                    stops.pop()
+                next_stop = stops.next
             dt = dt_next if abs(dt_next) <= dtmax else tdir * dtmax
             if adaptive and abs(dt) < max(dtmin, dt_floor, 4 * _EPS * abs(t)):
                 retcode = "DtLessThanMin"
@@ -355,70 +385,201 @@ def integrate(
             SolverWarning,
             stacklevel=3,
         )
-    if retcode != "Success" and saveat is not None and (not save_t or save_t[-1] != t):
+    if retcode != "Success" and saveat is not None and (not saver.t or saver.t[-1] != t):
         # keep where the solve got to, even between requested times
-        save_t.append(t)
-        save_u.append(u)
+        saver.t.append(t)
+        saver.u.append(u)
     return IntegrationResult(
-        t=save_t,
-        u=save_u,
+        t=saver.t,
+        u=saver.u,
         retcode=retcode,
         naccept=naccept,
         nreject=nreject,
         nf=stepper.nf,
-        dense_t=dense_t,
-        dense_u=dense_u,
-        dense_data=dense_data,
+        history=history,
         stiffness=stepper.stiffness,
         t_final=t,
+        events=events,
     )
 
 
-def _prefix(tol: Any, m: int) -> Any:
-    """The first ``m`` entries of a per-component tolerance (a scalar stays as it is)."""
-    return tol[:m] if getattr(tol, "ndim", 0) else tol
+def _starting_step(stepper: Stepper, t0: float, u0: Any, f0: Any, tdir: float,
+                   opts: DriverOptions, span: float, dtmax: float, n_err: int) -> float:
+    """Hairer's starting step for this stepper (one extra evaluation of ``f``)."""
+    order = stepper.order if stepper.error_order is None else min(
+        stepper.order, stepper.error_order + 1
+    )
+    rtol, atol = opts.rtol, opts.atol
+    if n_err < u0.shape[0]:
+        rtol = rtol[:n_err] if getattr(rtol, "ndim", 0) else rtol
+        atol = atol[:n_err] if getattr(atol, "ndim", 0) else atol
+    f_init, f0_init = stepper.rhs.f, f0
+    derivative = opts.derivative
+    if derivative is not None:
+        def f_init(u: Any, t: float) -> Any:
+            return derivative(stepper.rhs.f(u, t))
+
+        f0_init = derivative(f0)
+    with np.errstate(over="ignore"):  # huge scaled norms are handled as non-finite
+        h = initial_step(f_init, stepper.xp, t0, u0, f0_init, tdir, order, rtol, atol, span,
+                         dtmax, n_err)
+    stepper.nf += 1
+    return h
 
 
-def _save_in_step(
-    stepper: Stepper,
-    xp: Any,
-    saveat: np.ndarray,
-    isave: int,
-    nsave: int,
-    tdir: float,
-    t: float,
-    dt: float,
-    t_new: float,
-    u: Any,
-    u_new: Any,
-    save_t: list[float],
-    save_u: list[Any],
-) -> int:
+def _step_solver(stepper: Stepper, component: int | None) -> Any:
+    return stepper if component is None else stepper.components[component]
+
+
+def _step_interpolant(stepper: Stepper, component: int | None, xp: Any, t: float, dt: float,
+                      u: Any, u_new: Any) -> Callable[[Sequence[float]], Any]:
+    """``thetas -> states`` on the dense output of the step just accepted."""
+    solver = _step_solver(stepper, component)
+    data = solver.complete_dense_data(t, dt, u, solver.dense_data())
+    n = u.shape[0]
+
+    def interpolate(thetas: Sequence[float]) -> Any:
+        m = len(thetas)
+        theta = xp.asarray(list(thetas), dtype=u.dtype)
+        dts = xp.full((m,), dt, dtype=u.dtype)
+        u0s = xp.broadcast_to(u[None, :], (m, n))
+        u1s = xp.broadcast_to(u_new[None, :], (m, n))
+        datas = None if data is None else xp.broadcast_to(data[None, ...], (m, *data.shape))
+        return solver.interpolate(theta, dts, u0s, u1s, datas)
+
+    return interpolate
+
+
+def _locate_event(events: EventHandler, stepper: Stepper, composite: bool, t: float,
+                  dt: float, u: Any, u_new: Any, t_new: float) -> tuple[Any, Any]:
+    """The earliest continuous event in the accepted step (``(t*, callback)`` or ``None``)
+    and the step's interpolant."""
+    if not events.continuous:
+        return None, None
+    component = stepper.last_component if composite else None
+    interp = _step_interpolant(stepper, component, stepper.xp, t, dt, u, u_new)
+    return events.find_root(t, dt, u_new, t_new, interp), interp
+
+
+#: retakes of the step allowed to land on the event's root of the step map
+_EVENT_RETAKES = 8
+
+
+def _step_to_event(events: EventHandler, stepper: Stepper, event: tuple[float, int],
+                   interp: Any, t: float, u: Any, dt: float) -> tuple[float, Any]:
+    """Retake the step from ``(t, u)`` so that it ends at the event: at ``t*`` from the dense
+    output first; if the condition has not crossed at the end of that step (the step map and
+    the interpolant differ by the local error), Newton steps on ``h -> condition(Phi(h))``
+    with the slope of the condition along the interpolant, each moving the end forward, until
+    it has. The state at the event is then a step of the method on whose end the condition
+    has crossed, so the callback does not fire again on the same crossing."""
+    t_star, i = event
+    target = events.crossing_sign
+    f_t = stepper.rhs.f(u, t)
+    stepper.nf += 1
+    h = t_star - t
+    slope = None
+    resolution = 4 * _EPS * max(abs(t), abs(t + dt))
+    for _ in range(_EVENT_RETAKES):
+        stepper.init(t, u, f_t)
+        u_h, _ = stepper.step(t, u, h)
+        g = events.condition_value(i, u_h, t + h)
+        if g == 0.0 or (g > 0.0) == (target > 0.0):
+            break
+        if slope is None:
+            theta = h / dt
+            eps = min(1e-6, 0.5 * (1.0 - theta)) if theta < 1.0 else 1e-6
+            pts = [max(theta - eps, 0.0), min(theta + eps, 1.0)]
+            rows = interp(pts)
+            g_pts = [events.condition_value(i, rows[j, ...], t + th * dt)
+                     for j, th in enumerate(pts)]
+            slope = (g_pts[1] - g_pts[0]) / ((pts[1] - pts[0]) * dt)
+        move = -g / slope if slope not in (0.0,) and math.isfinite(slope) else 0.0
+        # forward (in the direction of integration) by at least a resolution, within the step
+        move = math.copysign(max(abs(move) * 1.5, resolution), dt)
+        h_next = h + move
+        if abs(h_next) > abs(dt):
+            h_next = dt
+        if h_next == h:
+            break
+        h = h_next
+    stepper.accept(t + h, u_h)
+    return t + h, u_h
+
+
+def _handle_events(events: EventHandler, event: tuple[float, int] | None, t: float, u: Any,
+                   history: DenseHistory | None, saver: _Saver, observers: Sequence[Any],
+                   ) -> tuple[Any, str | None, bool]:
+    """Apply the continuous event found in the step (if any) and the discrete callbacks that
+    fire at the step end. Returns the new state (``None`` if none jumped), a retcode that
+    ends the solve (or ``None``) and whether any callback fired (the driver then restarts
+    the conditions' signs, :meth:`EventHandler.restart`)."""
+    fired: list[int] = []
+    if event is not None:
+        fired.append(event[1])
+    fired.extend(events.discrete_fired(t, u))
+    if not fired:
+        events.end_of_step(t, u)
+        return None, None, False
+    u_cur = u
+    stop_code = None
+    for i in fired:
+        cb = events.callbacks[i]
+        u_plus = events.affect(i, t, u_cur)
+        loop = events.record(i, t, u_cur, u_plus)
+        record = events.records[-1]
+        for obs in observers:
+            on_jump = getattr(obs, "on_jump", None)
+            if on_jump is not None:
+                on_jump(t, u_cur, u_plus, record)
+        u_cur = u_plus
+        if cb.terminal:
+            stop_code = "Terminated"
+            break
+        if loop:
+            stop_code = "EventLoop"
+            warnings.warn(
+                f"callback {i} ({cb!r}) fired {events._same_time} times at t={t:.10g} "
+                "without the time moving on; the solve stopped with retcode 'EventLoop'",
+                SolverWarning,
+                stacklevel=4,
+            )
+            break
+    changed = u_cur is not u
+    if changed:
+        # saved on both sides of a jump; an event that leaves the state as it is (no
+        # affect) is saved once
+        if history is not None and stop_code is None:
+            history.append_jump(t, u_cur)
+        saver.jump(t, u_cur)
+    return (u_cur if changed else None), stop_code, True
+
+
+def _save_in_step(stepper: Stepper, component: int | None, xp: Any, saver: _Saver,
+                  tdir: float, t: float, dt: float, t_new: float, u: Any, u_new: Any) -> None:
     """Save the requested times inside the accepted step ``[t, t_new]`` (interpolated)."""
-    start = isave
+    saveat, nsave = saver.saveat, saver.nsave
+    start = saver.i
+    isave = start
     while isave < nsave and tdir * (saveat[isave] - t_new) <= 0:
         isave += 1
     times = saveat[start:isave]
     inner = [float(s) for s in times if s != t_new]
     if inner:
-        data = stepper.complete_dense_data(t, dt, u, stepper.dense_data())
-        m = len(inner)
-        theta = xp.asarray([(s - t) / dt for s in inner], dtype=u.dtype)
-        dts = xp.full((m,), dt, dtype=u.dtype)
-        u0s = xp.broadcast_to(u[None, :], (m, u.shape[0]))
-        u1s = xp.broadcast_to(u_new[None, :], (m, u.shape[0]))
-        datas = None if data is None else xp.broadcast_to(data[None, ...], (m, *data.shape))
-        values = stepper.interpolate(theta, dts, u0s, u1s, datas)
+        values = _step_interpolant(stepper, component, xp, t, dt, u, u_new)(
+            [(s - t) / dt for s in inner]
+        )
     k = 0
     for s in times:
         s = float(s)
-        save_t.append(s)
+        saver.t.append(s)
         if s == t_new:
-            save_u.append(u_new)
+            saver.u.append(u_new)
         else:
-            save_u.append(values[k, ...])
+            saver.u.append(values[k, ...])
             k += 1
-    return isave
+    saver.i = isave
+    saver.next = saver._next()
 
 
 def _progress_bar(t0: float, t1: float) -> Any:

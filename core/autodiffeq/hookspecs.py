@@ -46,9 +46,15 @@ def autodiffeq_register_ensembles(register: Callable[..., None]) -> None:
     """Register ensemble executors: call ``register(EnsembleSpec(...))`` for each."""
 
 
+@hookspec
+def autodiffeq_register_problem_types(register: Callable[..., None]) -> None:
+    """Register problem types: call ``register(ProblemTypeSpec(...))`` for each."""
+
+
 REGISTRATION_HOOKS = {
     "solver": "autodiffeq_register_solvers",
     "backend": "autodiffeq_register_backends",
     "sensitivity": "autodiffeq_register_sensitivities",
     "ensemble": "autodiffeq_register_ensembles",
+    "problem_type": "autodiffeq_register_problem_types",
 }

@@ -27,6 +27,15 @@ import numpy as np
 from .errors import InvalidArgument, InvalidType, UnknownName, UnsupportedCombination
 from .problems import ODEProblem
 from .registry import Registry
+from .request import (
+    check_saveat,
+    check_tolerances,
+    resolve_backend,
+    resolve_registry,
+    resolve_solver,
+    split_options,
+)
+from .sensitivity import GradientRequest, sensitivity_method
 from .solution import Stats
 from .validation import contains_traced, is_traced, parameter_array
 
@@ -34,14 +43,16 @@ from .validation import contains_traced, is_traced, parameter_array
 METHOD = "ForwardSensitivity"
 
 _WRT = ("u0", "p")
-_SOLVE_OPTIONS = (
-    "rtol", "atol", "dt", "adaptive", "tstops", "maxiters", "dtmin", "dtmax", "seed", "progress",
-)
 _REJECTED = {
     "sensealg": "local_sensitivities always uses the forward sensitivity equations "
     "(ForwardSensitivity); choose their derivative source with autojacvec=",
     "dense": "local_sensitivities returns values at the saved times only (no dense output); "
     "pass the times you need as saveat=",
+    "callback": "local_sensitivities does not take events; differentiate a solve with "
+    "callbacks through ade.solve with sensealg='ForwardSensitivity' instead",
+    "observers": "local_sensitivities runs an augmented solve whose steps an observer would "
+    "not recognise",
+    "backend": "pass backend= as the keyword of local_sensitivities itself",
 }
 
 
@@ -151,9 +162,6 @@ def local_sensitivities(
         res = ade.local_sensitivities(prob, "Rodas5P", saveat=ts, rtol=1e-8, atol=1e-10)
         res.du_dp[-1]          # d u(ts[-1]) / d p, shape (*u0.shape, *p.shape)
     """
-    from .registry import registry as default_registry
-    from .sensitivity import GradientRequest, sensitivity_method
-    from .solve import _check_saveat, _check_tolerances, _resolve_backend, _resolve_solver
 
     if not isinstance(prob, ODEProblem):
         raise InvalidType(f"prob must be an ODEProblem, got {type(prob).__name__}")
@@ -168,20 +176,18 @@ def local_sensitivities(
             raise InvalidArgument(f"local_sensitivities() does not take {name}=: {why}")
     if not isinstance(autojacvec, str):
         raise InvalidType(f"autojacvec must be a string, got {type(autojacvec).__name__}")
-    reg = registry if registry is not None else default_registry()
-    if not isinstance(reg, Registry):
-        raise InvalidType(f"registry must be an autodiffeq.Registry, got {type(reg).__name__}")
+    reg = resolve_registry(registry)
     names = _check_wrt(wrt)
-    be = _resolve_backend(reg, backend)
+    be = resolve_backend(reg, backend)
     if "p" in names:
         prob = prob.remake(p=_parameters(prob.p, be))
-    options = {"rtol": 1e-3, "atol": 1e-6, "tstops": ()}
-    options.update({k: solve_kwargs[k] for k in _SOLVE_OPTIONS if k in solve_kwargs})
-    alg_options = {k: v for k, v in solve_kwargs.items() if k not in _SOLVE_OPTIONS}
-    rtol_s, _ = _check_tolerances(options["rtol"], options["atol"])
-    spec = _resolve_solver(reg, alg, prob, be, rtol_s)
+    options, alg_options = split_options(solve_kwargs)
+    for name in ("saveat", "sensealg", "dense", "callback", "observers", "backend"):
+        options.pop(name)
+    rtol_s, _ = check_tolerances(options["rtol"], options["atol"])
+    spec = resolve_solver(reg, alg, prob, be, rtol_s)
     t0, t1 = prob.tspan
-    save_times = _check_saveat(saveat, t0, t1, 1.0 if t1 > t0 else -1.0)
+    save_times = check_saveat(saveat, t0, t1, 1.0 if t1 > t0 else -1.0)
     try:
         sens_spec = reg.sensitivity(METHOD)
     except UnknownName:

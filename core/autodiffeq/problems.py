@@ -26,8 +26,6 @@ from .validation import (
     is_traced,
 )
 
-_UNSET = object()
-
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class ODEProblem:

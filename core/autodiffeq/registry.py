@@ -9,6 +9,7 @@ warning and reported by :meth:`Registry.failed_plugins`; ``strict=True`` re-rais
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata as importlib_metadata
 import logging
 import threading
@@ -27,7 +28,14 @@ from .errors import (
     UnknownName,
     UnsupportedCombination,
 )
-from .specs import PROBLEM_TYPES, BackendSpec, EnsembleSpec, SensitivitySpec, SolverSpec
+from .specs import (
+    BackendSpec,
+    EnsembleSpec,
+    ProblemTypeSpec,
+    Requirement,
+    SensitivitySpec,
+    SolverSpec,
+)
 
 logger = logging.getLogger("autodiffeq.registry")
 
@@ -36,7 +44,14 @@ _SPEC_TYPES = {
     "backend": BackendSpec,
     "sensitivity": SensitivitySpec,
     "ensemble": EnsembleSpec,
+    "problem_type": ProblemTypeSpec,
 }
+
+#: the problem types the core itself provides, as ``"module:attribute"`` of a
+#: :class:`ProblemTypeSpec` (imported when the catalogue is first built). Plugins add theirs
+#: through the hook ``autodiffeq_register_problem_types``, so a new problem type (SDE, DDE,
+#: ...) touches no core module.
+CORE_PROBLEM_TYPES = ("autodiffeq.ode_adapter:ODE_PROBLEM_TYPE",)
 
 
 class PluginLoadWarning(UserWarning):
@@ -201,7 +216,12 @@ class Registry:
             if self._catalogue is not None:
                 return self._catalogue
             self._load_entry_points()
+            self._check_pending()
             catalogue = {kind: dict(self._direct[kind]) for kind in _SPEC_TYPES}
+            for ref in CORE_PROBLEM_TYPES:
+                module_name, attr = ref.split(":")
+                core_spec = getattr(importlib.import_module(module_name), attr)
+                catalogue["problem_type"].setdefault(core_spec.name, core_spec)
             self._register_failures = []
             for kind, hook_name in hookspecs.REGISTRATION_HOOKS.items():
                 hook = getattr(self._pm.hook, hook_name)
@@ -209,6 +229,18 @@ class Registry:
                     self._collect(kind, impl, catalogue)
             self._catalogue = catalogue
             return catalogue
+
+    def _check_pending(self) -> None:
+        """A hook implementation whose name matches no hook (``autodiffeq_register_solver``
+        for ``..._solvers``) is an error in a strict registry and a warning otherwise."""
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            message = (f"a plugin implements an unknown hook: {exc} (the hooks are "
+                       f"{', '.join(sorted(hookspecs.REGISTRATION_HOOKS.values()))})")
+            if self.strict:
+                raise PluginError(message) from exc
+            warnings.warn(message, PluginLoadWarning, stacklevel=4)
 
     def _collect(self, kind: str, impl: Any, catalogue: dict[str, dict[str, Any]]) -> None:
         plugin_name = impl.plugin_name
@@ -268,6 +300,22 @@ class Registry:
     def ensembles(self) -> list[EnsembleSpec]:
         """Every registered ensemble-executor spec."""
         return list(self._ensure_catalogue()["ensemble"].values())
+
+    def problem_types(self) -> list[ProblemTypeSpec]:
+        """Every registered problem type (the core's ODE and those plugins add)."""
+        return list(self._ensure_catalogue()["problem_type"].values())
+
+    def problem_type_for(self, problem: Any) -> ProblemTypeSpec | None:
+        """The registered problem type of ``problem`` (``None`` if it is not a problem)."""
+        name = getattr(problem, "problem_type", None)
+        spec = self._ensure_catalogue()["problem_type"].get(name) if isinstance(
+            name, str) else None
+        if spec is not None and isinstance(problem, spec.problem_class):
+            return spec
+        for spec in self.problem_types():
+            if isinstance(problem, spec.problem_class):
+                return spec
+        return None
 
     def failed_plugins(self) -> list[FailedPlugin]:
         """Plugins skipped because they failed to import or to register."""
@@ -355,14 +403,24 @@ class Registry:
         backend: str | BackendSpec | None = None,
         sensealg: str | SensitivitySpec | None = None,
         problem: Any = None,
+        *,
+        features: tuple[str, ...] = (),
     ) -> Compatibility:
         """Whether ``solver`` can run ``problem`` on ``backend`` with ``sensealg``.
 
-        Returns a :class:`Compatibility` that is truthy when it can, and otherwise carries
-        the reason and registered alternatives. Unknown names raise :class:`UnknownName`.
+        What the problem asks of the solver and of the sensitivity method is data: the
+        :class:`~autodiffeq.specs.Requirement` tuples of its problem type's adapter.
+        ``features`` names solve features the sensitivity method must declare (``"events"``
+        when callbacks are given). Returns a :class:`Compatibility` that is truthy when it can,
+        and otherwise carries the reason and registered alternatives. Unknown names raise
+        :class:`UnknownName`.
         """
         spec = self.solver(solver)
         ptype = _problem_type(problem)
+        adapter = None
+        if problem is not None and not isinstance(problem, str):
+            ptspec = self.problem_type_for(problem)
+            adapter = None if ptspec is None else ptspec.adapter
 
         def alternatives(pred: Callable[[SolverSpec], bool]) -> tuple[str, ...]:
             return tuple(s.name for s in self.solvers() if s.name != spec.name and pred(s))
@@ -386,13 +444,12 @@ class Registry:
                         lambda s: not s.components and (ptype is None or ptype in s.problem_types)
                     ),
                 )
-        if problem is not None and getattr(problem, "mass_matrix", None) is not None:
-            if not spec.mass_matrix:
+        for req in () if adapter is None else adapter.requirements(problem):
+            if not req.met_by(spec):
                 return Compatibility(
                     False,
-                    f"solver {spec.name!r} does not support a mass matrix "
-                    "(ODEProblem(mass_matrix=...)).",
-                    alternatives(lambda s: s.mass_matrix and ptype in s.problem_types),
+                    f"solver {spec.name!r} does not support {req.what}.",
+                    alternatives(lambda s, r=req: r.met_by(s) and ptype in s.problem_types),
                 )
         if backend is not None:
             bspec = self.backend(backend)
@@ -413,37 +470,48 @@ class Registry:
                 )
         if sensealg is not None:
             sens = self.sensitivity(sensealg)
-            reason = self._sensitivity_obstacle(spec, backend, sens, problem, ptype)
+            needs = () if adapter is None else tuple(adapter.sensitivity_requirements(problem))
+            needs += tuple(_FEATURES[f] for f in features)
+            reason = self._sensitivity_obstacle(spec, backend, sens, needs, ptype)
             if reason is not None:
                 # the alternatives: the methods that would work here, all checks passed
                 return Compatibility(False, reason, tuple(
                     s.name for s in self.sensitivities()
                     if s.name != sens.name
-                    and self._sensitivity_obstacle(spec, backend, s, problem, ptype) is None
+                    and self._sensitivity_obstacle(spec, backend, s, needs, ptype) is None
                 ))
         return Compatibility(True)
 
+    def _families(self, spec: SolverSpec) -> tuple[str, ...]:
+        """The solver families a sensitivity method must handle for ``spec``: its own, or for
+        a composite (``spec.composite``) those of its components."""
+        if spec.composite and spec.components:
+            return _component_families(self, spec)
+        return (spec.family,)
+
     def _sensitivity_obstacle(
-        self, spec: SolverSpec, backend: Any, sens: SensitivitySpec, problem: Any,
-        ptype: str | None,
+        self, spec: SolverSpec, backend: Any, sens: SensitivitySpec,
+        needs: tuple[Requirement, ...], ptype: str | None,
     ) -> str | None:
         """Why ``sens`` cannot differentiate ``spec`` on ``backend`` for ``problem``, or
         ``None`` if it can."""
         if ptype is not None and ptype not in sens.problem_types:
             return f"sensitivity method {sens.name!r} does not support {ptype} problems."
-        if sens.solver_families is not None and spec.family not in sens.solver_families:
+        families = self._families(spec)
+        if sens.solver_families is not None and not all(
+                f in sens.solver_families for f in families):
             return (f"sensitivity method {sens.name!r} supports solver families "
                     f"{', '.join(sens.solver_families)}, not {spec.family!r} ({spec.name}).")
-        if (not sens.mass_matrix and problem is not None
-                and getattr(problem, "mass_matrix", None) is not None):
-            return (f"sensitivity method {sens.name!r} does not differentiate mass-matrix "
-                    "problems (DAEs).")
+        for req in needs:
+            if not req.met_by(sens):
+                return f"sensitivity method {sens.name!r} does not differentiate {req.what}."
         if not sens.stiff and spec.stiff:
             return (f"sensitivity method {sens.name!r} is not suited to stiff problems (it is "
                     f"declared unstable on them), and {spec.name!r} is a stiff solver.")
         if backend is not None:
             bspec = self.backend(backend)
-            if spec.family in sens.autograd_families and "autograd" not in bspec.capabilities:
+            if any(f in sens.autograd_families for f in families) and (
+                    "autograd" not in bspec.capabilities):
                 return (f"sensitivity method {sens.name!r} traces {spec.family} steps with "
                         f"autograd, which backend {bspec.name!r} does not support.")
             if sens.backends is not None and bspec.name not in sens.backends:
@@ -452,12 +520,29 @@ class Registry:
         return None
 
 
+#: solve features a sensitivity method must declare (``compatible(..., features=...)``)
+_FEATURES = {
+    "events": Requirement("events", "solves with callbacks (events)"),
+}
+
+
+def _component_families(registry: Registry, spec: SolverSpec) -> tuple[str, ...]:
+    families: list[str] = []
+    for name in spec.components:
+        try:
+            comp = registry.solver(name)
+        except UnknownName:
+            continue
+        families.extend(registry._families(comp))
+    return tuple(families)
+
+
 def _kind_of(spec: Any) -> str:
     for kind, cls in _SPEC_TYPES.items():
         if isinstance(spec, cls):
             return kind
-    raise PluginError(f"expected a SolverSpec, BackendSpec, SensitivitySpec or EnsembleSpec, "
-                      f"got {type(spec).__name__}")
+    raise PluginError(f"expected a SolverSpec, BackendSpec, SensitivitySpec, EnsembleSpec or "
+                      f"ProblemTypeSpec, got {type(spec).__name__}")
 
 
 def _validate_spec(spec: Any) -> None:
@@ -467,16 +552,18 @@ def _validate_spec(spec: Any) -> None:
     if not callable(spec.factory):
         raise PluginError(f"{where} {spec.name!r}: factory must be callable")
     if isinstance(spec, SolverSpec):
-        if not isinstance(spec.order, int) or spec.order < 1:
-            raise PluginError(f"{where} {spec.name!r}: order must be a positive int")
+        if isinstance(spec.order, bool) or not isinstance(spec.order, (int, float)) or not (
+                spec.order > 0):
+            raise PluginError(f"{where} {spec.name!r}: order must be a positive number")
         if not isinstance(spec.dense_order, int) or spec.dense_order < 0:
             raise PluginError(f"{where} {spec.name!r}: dense_order must be an int >= 0")
         if spec.adaptive and spec.error_order is None:
             raise PluginError(f"{where} {spec.name!r}: an adaptive solver needs error_order")
-        unknown = [p for p in spec.problem_types if p not in PROBLEM_TYPES]
-        if unknown:
+        bad = [p for p in spec.problem_types if not isinstance(p, str) or not p]
+        if bad or not spec.problem_types:
             raise PluginError(
-                f"{where} {spec.name!r}: unknown problem types {unknown}; known: {PROBLEM_TYPES}"
+                f"{where} {spec.name!r}: problem_types must be a non-empty tuple of names "
+                f"(\"ODE\", \"SDE\", ...), got {spec.problem_types!r}"
             )
 
 

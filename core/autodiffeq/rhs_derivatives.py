@@ -5,7 +5,8 @@ For ``f(u, p, t)`` with flat state ``u`` (n,) and flat parameters ``p`` (m,):
     J = df/du (n, n),   F_p = df/dp (n, m),
     jvp:  J du + F_p dp,          vjp:  (v^T J, v^T F_p).
 
-Sources, in the order ``mode="auto"`` tries them (DESIGN §6):
+Sources, in the order ``mode="auto"`` tries them (docs/gradients.md, "Derivatives of the
+right-hand side"):
 
 1. ``"user"``: derivatives given on the problem (``ODEProblem(vjp=, jvp=, jac=, paramjac=)``)
    or carried by the model: an ``f`` object with ``f.vjp(v, u, p, t)`` (and optionally
@@ -110,11 +111,10 @@ class RHSDerivatives:
                 )
             return "user"
         if mode == "autograd":
-            if "autograd" not in getattr(self.backend, "capabilities", ("autograd",)) and (
-                self.backend.name != "numpy"
-            ):
+            if not self._autograd_backend():
                 raise UnsupportedCombination(
-                    f"autojacvec='autograd' needs the NumPy backend, not {self.backend.name!r}",
+                    f"autojacvec='autograd' needs a backend with the 'autograd' capability "
+                    f"(NumPy), not {self.backend.name!r}",
                     ("user", "fd"),
                 )
             return "autograd"
@@ -122,7 +122,7 @@ class RHSDerivatives:
             return "fd"
         if self._user_available():
             return "user"
-        if self.backend.name == "numpy" and self._traceable():
+        if self._autograd_backend() and self._traceable():
             return "autograd"
         warnings.warn(
             "derivatives of f fall back to finite differences (pass ODEProblem(vjp=...) or "
@@ -133,13 +133,18 @@ class RHSDerivatives:
         )
         return "fd"
 
+    def _autograd_backend(self) -> bool:
+        """Whether autograd can trace ``f`` on this backend's arrays: the backend declares
+        the ``"autograd"`` capability (chosen by capability, never by name)."""
+        return "autograd" in getattr(self.backend, "capabilities", ())
+
     @property
     def traceable(self) -> bool:
         """Whether autograd can trace ``f`` (one trial trace, made once)."""
         cached = getattr(self, "_traceable_result", None)
         if cached is None:
             cached = self._traceable_result = (self.mode == "autograd" or (
-                self.backend.name == "numpy" and self._traceable()))
+                self._autograd_backend() and self._traceable()))
         return cached
 
     def _traceable(self) -> bool:

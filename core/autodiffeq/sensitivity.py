@@ -1,4 +1,4 @@
-"""The gradient interface: ``ade.solve`` as one autograd primitive (DESIGN §6).
+"""The gradient interface: ``ade.solve`` as one autograd primitive (see docs/gradients.md).
 
 When ``u0`` or ``p`` of the problem is being differentiated (an autograd box), ``solve`` runs
 
@@ -27,9 +27,19 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend
+from .callbacks import normalize_callbacks
 from .errors import DenseOutputError, InvalidType, UnsupportedCombination
+from .pipeline import solve_request
 from .problems import ODEProblem
 from .registry import Registry
+from .request import (
+    SOLVE_OPTIONS,
+    check_saveat,
+    check_tolerances,
+    resolve_backend,
+    resolve_solver,
+    split_options,
+)
 from .rhs_derivatives import RHSDerivatives
 from .solution import Solution
 from .specs import SensitivitySpec, SolverSpec
@@ -63,6 +73,8 @@ class GradientRequest:
     saveat: np.ndarray | None
     wrt_u0: bool = True
     wrt_p: bool = True
+    #: the solve's callbacks (events), flattened in the order given
+    callbacks: tuple[Any, ...] = ()
     _derivatives: dict[str, RHSDerivatives] = field(default_factory=dict, repr=False)
 
     @property
@@ -93,6 +105,13 @@ class GradientRequest:
             stops = np.concatenate([stops, self.saveat])
         return np.unique(stops)
 
+    def f_host(self, u: np.ndarray, t: float) -> np.ndarray:
+        """``f(u, p, t)`` of the primal problem at a flat host state, as a flat host array."""
+        be = self.backend
+        uu = be.asarray(np.reshape(u, self.shape), dtype=be.asarray(self.prob.u0).dtype)
+        out = self.prob.f(uu, self.prob.p, t)
+        return np.asarray(be.to_host(be.asarray(out)), dtype=np.float64).reshape(-1)
+
     def derivatives(self, mode: str = "auto", prob: ODEProblem | None = None) -> RHSDerivatives:
         """The right-hand-side derivatives of ``prob`` (default: the request's), cached."""
         prob = self.prob if prob is None else prob
@@ -110,20 +129,16 @@ class GradientRequest:
     def solve(self, prob: ODEProblem | None = None, **overrides: Any) -> Solution:
         """Solve ``prob`` (default: the request's) with the user's options, stepping onto
         every save time and saving every step, unless ``overrides`` say otherwise."""
-        from .solve import solve
-
         options = dict(self.solve_options)
-        options.update(options.pop("alg_options", {}))
+        alg_options = dict(options.pop("alg_options", {}))
         options["tstops"] = self.tstops
         options.update(overrides)
         options.setdefault("dense", False)
-        return solve(
-            self.prob if prob is None else prob,
-            self.solver,
-            backend=self.backend.name,
-            registry=self.registry,
-            **options,
-        )
+        options["backend"] = self.backend.name
+        options, more = split_options(options)
+        alg_options.update(more)
+        return solve_request(self.prob if prob is None else prob, self.solver, options,
+                             alg_options, self.registry)
 
     def make_stepper(self) -> Any:
         """A fresh stepper of the request's solver on its problem (for replaying steps)."""
@@ -187,7 +202,8 @@ def record_from_solution(request: GradientRequest, sol: Solution, **extra: Any) 
         index = np.arange(len(ts))
     else:
         tdir = 1.0 if request.prob.tspan[1] > request.prob.tspan[0] else -1.0
-        pos = np.searchsorted(tdir * ts, tdir * request.saveat)
+        # the last grid point at each time: after an event, the state after it
+        pos = np.searchsorted(tdir * ts, tdir * request.saveat, side="right") - 1
         pos = np.clip(pos, 0, len(ts) - 1)
         hit = ts[pos] == request.saveat
         index = pos[hit]  # a failed solve stops early: only the times it reached
@@ -285,18 +301,22 @@ def sensitivity_method(
 
 
 def choose_sensitivity(
-    reg: Registry, sensealg: Any, solver: SolverSpec, backend: Backend, prob: ODEProblem
+    reg: Registry, sensealg: Any, solver: SolverSpec, backend: Backend, prob: ODEProblem,
+    features: tuple[str, ...] = (),
 ) -> tuple[SensitivitySpec | None, SensitivityMethod]:
-    """Resolve ``sensealg`` (name, spec, method object or ``None``) to a method object."""
+    """Resolve ``sensealg`` (name, spec, method object or ``None``) to a method object;
+    ``features`` as in :meth:`Registry.compatible` (``("events",)`` with callbacks)."""
     if isinstance(sensealg, SensitivityMethod):
         spec = None
         if sensealg.name and sensealg.name in {s.name for s in reg.sensitivities()}:
             spec = reg.sensitivity(sensealg.name)
-            reg.compatible(solver, backend.name, spec, prob).raise_if_incompatible()
+            reg.compatible(solver, backend.name, spec, prob,
+                           features=features).raise_if_incompatible()
         return spec, sensealg
     if isinstance(sensealg, (str, SensitivitySpec)):
         spec = reg.sensitivity(sensealg)
-        reg.compatible(solver, backend.name, spec, prob).raise_if_incompatible()
+        reg.compatible(solver, backend.name, spec, prob,
+                       features=features).raise_if_incompatible()
         return spec, sensitivity_method(spec.name, reg)
     if sensealg is not None:
         raise InvalidType(
@@ -305,7 +325,8 @@ def choose_sensitivity(
         )
     n_in = int(np.size(unbox(prob.u0))) + (0 if prob.p is None else int(np.size(prob.p)))
     mode = "forward" if n_in <= FORWARD_THRESHOLD else "reverse"
-    usable = [s for s in reg.sensitivities() if reg.compatible(solver, backend.name, s, prob)]
+    usable = [s for s in reg.sensitivities()
+              if reg.compatible(solver, backend.name, s, prob, features=features)]
     if not usable:
         raise UnsupportedCombination(
             f"no registered sensitivity method can differentiate solver {solver.name!r} on "
@@ -399,7 +420,16 @@ def _define_primitive() -> Any:
         request = ctx.request
         ctx.record = ctx.method.forward(request)
         saved = request.backend.to_host(ctx.record.u_saved)
-        return np.reshape(np.asarray(saved), (len(ctx.record.save_index), *request.shape))
+        saved = np.reshape(np.asarray(saved), (len(ctx.record.save_index), *request.shape))
+        if not request.callbacks:
+            return saved
+        # with events the output is flat: the saved states, the event times, the states at
+        # the events (solve_traced splits it again)
+        events = event_list(ctx.record, request)
+        times = np.asarray([e[1] for e in events], dtype=saved.dtype)
+        states = (np.stack([e[2] for e in events]) if events
+                  else np.zeros((0, request.n), dtype=saved.dtype))
+        return np.concatenate([saved.reshape(-1), times, states.reshape(-1).astype(saved.dtype)])
 
     def vjp_maker(argnums: tuple[int, ...], ans: Any, args: tuple, kwargs: dict) -> Any:
         ctx = args[2]
@@ -407,14 +437,26 @@ def _define_primitive() -> Any:
         be = request.backend
 
         def vjp(g: Any) -> tuple[Any, ...]:
-            g_flat = be.asarray(np.reshape(np.asarray(g), (len(record.save_index), request.n)))
-            g_u0, g_p = method.vjp(request, record, g_flat)
+            nsave = len(record.save_index)
+            g = np.asarray(g)
+            if request.callbacks:
+                flat = g.reshape(-1)
+                n_out = nsave * request.n
+                n_ev = len(event_list(record, request))
+                g_t = be.asarray(flat[n_out:n_out + n_ev])
+                g_ue = be.asarray(np.reshape(flat[n_out + n_ev:], (n_ev, request.n)))
+                g_flat = be.asarray(np.reshape(flat[:n_out], (nsave, request.n)))
+                g_u0, g_p = method.vjp(request, record, g_flat, events=(g_t, g_ue))
+            else:
+                g_flat = be.asarray(np.reshape(g, (nsave, request.n)))
+                g_u0, g_p = method.vjp(request, record, g_flat)
             out = []
             for argnum in argnums:
                 if argnum == 0:
-                    out.append(_host_shaped(be, g_u0, request.shape))
+                    out.append(_host_shaped(be, g_u0, request.shape, request.prob.u0))
                 else:
-                    out.append(ctx.like_p(_host_shaped(be, g_p, request.p_shape)))
+                    out.append(ctx.like_p(_host_shaped(be, g_p, request.p_shape,
+                                                       request.prob.p)))
             return tuple(out)
 
         return vjp
@@ -431,6 +473,10 @@ def _define_primitive() -> Any:
         du0 = None if du0 is None else be.asarray(np.reshape(np.asarray(du0), (request.n,)))
         dp = None if dp is None else be.asarray(np.reshape(np.asarray(dp), (request.n_p,)))
         out = ctx.jvp(du0, dp)
+        if request.callbacks:
+            d_u, d_t, d_ue = out
+            return np.concatenate([np.asarray(be.to_host(x)).reshape(-1)
+                                   for x in (d_u, d_t, d_ue)])
         return np.reshape(np.asarray(be.to_host(out)), np.shape(ans))
 
     defvjp_argnums(solve_primitive, vjp_maker)
@@ -473,8 +519,8 @@ def _define_interpolation_primitive() -> Any:
             method, req, record = source(ctx)
             g_u0, g_p = method.interpolation_vjp(req, record, data, g_flat)
             return tuple(
-                _host_shaped(be, g_u0, request.shape) if argnum == 0
-                else ctx.like_p(_host_shaped(be, g_p, request.p_shape))
+                _host_shaped(be, g_u0, request.shape, request.prob.u0) if argnum == 0
+                else ctx.like_p(_host_shaped(be, g_p, request.p_shape, request.prob.p))
                 for argnum in argnums
             )
 
@@ -500,14 +546,38 @@ def _define_interpolation_primitive() -> Any:
     return interpolation_primitive
 
 
+def event_list(record: ForwardRecord, request: GradientRequest) -> list[tuple[int, float, Any]]:
+    """The events of a differentiated solve, in the order they happened: ``(callback index,
+    time, flat host state before the affect)``. A method whose forward solve is not the
+    primal one (``ForwardSensitivity``'s augmented system) puts them in
+    ``record.extra["events"]``."""
+    got = record.extra.get("events")
+    if got is None:
+        be, n = request.backend, request.n
+        got = [
+            (r.index, float(r.t),
+             np.asarray(be.to_host(r.u_minus), dtype=np.float64).reshape(-1)[:n])
+            for r in getattr(record.solution, "events", [])
+        ]
+        record.extra["events"] = got
+    return got
+
+
 _PRIMITIVE: Any = None
 _INTERPOLATION_PRIMITIVE: Any = None
 
 
-def _host_shaped(be: Backend, x: Any, shape: tuple[int, ...] | None) -> Any:
+def _host_shaped(be: Backend, x: Any, shape: tuple[int, ...] | None,
+                 like: Any = None) -> Any:
+    """``x`` as a host array of ``shape``, in the floating dtype of ``like`` (the input it is
+    the derivative with respect to: a float32 ``p`` gets a float32 gradient)."""
+    dtype = np.float64
+    like_dtype = getattr(like, "dtype", None)
+    if like_dtype is not None and np.dtype(like_dtype) == np.float32:
+        dtype = np.float32
     if x is None or shape is None:
-        return np.zeros(shape or ())
-    return np.reshape(np.asarray(be.to_host(x), dtype=np.float64), shape)
+        return np.zeros(shape or (), dtype=dtype)
+    return np.reshape(np.asarray(be.to_host(x), dtype=dtype), shape)
 
 
 class TracedSolution(Solution):
@@ -547,13 +617,11 @@ class TracedSolution(Solution):
         return values[0] if scalar else values
 
 
-def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any]) -> Solution:
+def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any],
+                 alg_options: dict[str, Any], reg: Registry) -> Solution:
     """``solve`` when ``prob.u0`` or ``prob.p`` is traced by autograd (see module doc)."""
     global _PRIMITIVE
-    from .registry import registry as default_registry
-    from .solve import _check_saveat, _check_tolerances, _resolve_backend, _resolve_solver
-
-    reg = options.pop("registry", None) or default_registry()
+    options = dict(options)
     sensealg = options.pop("sensealg", None)
     backend_name = options.pop("backend", None)
     saveat = options.pop("saveat", None)
@@ -577,19 +645,20 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any]) -> Solutio
     if wrt_p:
         p_val = parameter_array(p_val, "to be differentiated")
     primal = prob.remake(u0=np.asarray(unbox(prob.u0)), p=p_val)
-    be = _resolve_backend(reg, backend_name)
-    rtol_s, _ = _check_tolerances(options.get("rtol", 1e-3), options.get("atol", 1e-6))
-    spec = _resolve_solver(reg, alg, primal, be, rtol_s)
+    be = resolve_backend(reg, backend_name)
+    rtol_s, _ = check_tolerances(options.get("rtol", 1e-3), options.get("atol", 1e-6))
+    spec = resolve_solver(reg, alg, primal, be, rtol_s)
     t0, t1 = primal.tspan
-    save_times = _check_saveat(saveat, t0, t1, 1.0 if t1 > t0 else -1.0)
-    known = {"rtol", "atol", "dt", "adaptive", "tstops", "maxiters", "dtmin", "dtmax", "seed",
-             "progress", "error_components"}
-    alg_options = {k: options.pop(k) for k in list(options) if k not in known}
+    save_times = check_saveat(saveat, t0, t1, 1.0 if t1 > t0 else -1.0)
+    options = {k: v for k, v in options.items() if k in SOLVE_OPTIONS}
+    alg_options = dict(alg_options)
     if primal.mass_matrix is not None:
         from .dae import require_consistent
 
         require_consistent(primal, be, options.get("rtol", 1e-3), options.get("atol", 1e-6))
-    _, method = choose_sensitivity(reg, sensealg, spec, be, primal)
+    callbacks = normalize_callbacks(options.get("callback"))
+    features = ("events",) if callbacks else ()
+    _, method = choose_sensitivity(reg, sensealg, spec, be, primal, features)
     request = GradientRequest(
         prob=primal,
         solver=spec,
@@ -599,6 +668,7 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any]) -> Solutio
         saveat=save_times,
         wrt_u0=wrt_u0,
         wrt_p=wrt_p,
+        callbacks=callbacks,
     )
     ctx = _Context(request, method, auto=sensealg is None)
     raw_p = getattr(prob.p, "_value", prob.p)
@@ -611,6 +681,20 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any]) -> Solutio
     u_out = _PRIMITIVE(prob.u0, prob.p, ctx)
     record = ctx.record
     fwd = record.solution
+    t_events: list[Any] = []
+    u_events: list[Any] = []
+    if callbacks:
+        events = event_list(record, request)
+        n_out = len(record.save_index) * request.n
+        n_ev = len(events)
+        flat = u_out
+        u_out = np.reshape(flat[:n_out], (len(record.save_index), *request.shape))
+        times = flat[n_out:n_out + n_ev]
+        states = np.reshape(flat[n_out + n_ev:], (n_ev, *request.shape))
+        for i in range(len(callbacks)):
+            rows = [j for j, e in enumerate(events) if e[0] == i]
+            t_events.append(times[np.asarray(rows, dtype=np.int64)])
+            u_events.append(states[np.asarray(rows, dtype=np.int64)])
     sol = TracedSolution(
         t=record.t_saved,
         u=u_out,
@@ -624,6 +708,7 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any]) -> Solutio
         options=fwd.options,
     )
     sol.sensealg = method.name or type(method).__name__
+    sol.t_events, sol.u_events = t_events, u_events
     sol._context = ctx if (saveat is None if dense is None else dense) else None
     logger.debug("differentiated solve: %s with sensealg %s", spec.name, sol.sensealg)
     return sol

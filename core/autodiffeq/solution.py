@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from .errors import DenseOutputError
-
-_EPS = float(np.finfo(np.float64).eps)
+from .history import DenseHistory
 
 
 @dataclass
@@ -24,6 +22,8 @@ class Stats:
         nsteps: step attempts (``naccept + nreject``).
         naccept, nreject: accepted and rejected steps.
         njac, nfactor, nlinsolve: Jacobians, matrix factorisations and linear solves.
+        extra: any further counters a stepper keeps (also readable as ``stats[name]`` and
+            ``stats.name``).
     """
 
     nf: int = 0
@@ -33,12 +33,23 @@ class Stats:
     njac: int = 0
     nfactor: int = 0
     nlinsolve: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def __getattr__(self, key: str) -> int:
+        extra = self.__dict__.get("extra", {})
+        if key in extra:
+            return extra[key]
+        raise AttributeError(f"Stats has no counter {key!r}")
 
     def __getitem__(self, key: str) -> int:
+        if key in self.extra:
+            return self.extra[key]
+        if key == "extra" or key not in self.keys():
+            raise KeyError(key)
         return getattr(self, key)
 
     def keys(self) -> list[str]:
-        return [f.name for f in fields(self)]
+        return [f.name for f in fields(self) if f.name != "extra"] + list(self.extra)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
@@ -47,72 +58,8 @@ class Stats:
         return {k: getattr(self, k) for k in self.keys()}
 
 
-class DenseOutput:
-    """Piecewise interpolant over the accepted steps of a solve (evaluated vectorised).
-
-    Holds the step boundaries ``ts`` (host, monotone), the states there (backend, (N+1, n))
-    and each step's interpolation data; evaluation groups query times by step and calls the
-    stepper's ``interpolate`` once. Data that a stepper computes lazily (Verner's extra stages)
-    is completed per step on first use.
-    """
-
-    def __init__(self, stepper: Any, ts: list[float], us: list[Any], data: list[Any]) -> None:
-        self.stepper = stepper
-        self.xp = stepper.xp
-        self.ts = np.asarray(ts, dtype=np.float64)
-        self.us = self.xp.stack(us) if us else None
-        self._data = data
-        self._completed: dict[int, Any] = {}
-        self.tdir = 1.0 if len(ts) < 2 or ts[-1] >= ts[0] else -1.0
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return float(self.ts[0]), float(self.ts[-1])
-
-    def _step_data(self, idx: np.ndarray) -> Any:
-        xp = self.xp
-        if self._data and self._data[0] is None:
-            return None
-        rows = []
-        for i in idx.tolist():
-            got = self._completed.get(i)
-            if got is None:
-                h = float(self.ts[i + 1] - self.ts[i])
-                got = self.stepper.complete_dense_data(
-                    float(self.ts[i]), h, self.us[i, ...], self._data[i]
-                )
-                self._completed[i] = got
-            rows.append(got)
-        return xp.stack(rows)
-
-    def __call__(self, t: np.ndarray) -> Any:
-        """States at the host times ``t`` (1-D), as a backend array (len(t), n)."""
-        xp = self.xp
-        t0, t1 = self.interval
-        lo, hi = min(t0, t1), max(t0, t1)
-        slack = 64 * _EPS * max(abs(t0), abs(t1), 1.0)
-        bad = (t < lo - slack) | (t > hi + slack) | ~np.isfinite(t)
-        if bad.any():
-            first = float(t[np.argmax(bad)])
-            raise DenseOutputError(
-                f"sol(t): t={first!r} is outside the solved interval [{t0}, {t1}]"
-            )
-        t = np.clip(t, lo, hi)
-        key = self.tdir * self.ts
-        idx = np.searchsorted(key, self.tdir * t, side="right") - 1
-        idx = np.clip(idx, 0, len(self.ts) - 2)
-        h = self.ts[idx + 1] - self.ts[idx]
-        theta = (t - self.ts[idx]) / h
-        uniq, inverse = np.unique(idx, return_inverse=True)
-        data_u = self._step_data(uniq)
-        data = None if data_u is None else xp.take(data_u, xp.asarray(inverse), axis=0)
-        dtype = self.us.dtype
-        ii = xp.asarray(idx)
-        u0 = xp.take(self.us, ii, axis=0)
-        u1 = xp.take(self.us, ii + 1, axis=0)
-        return self.stepper.interpolate(
-            xp.asarray(theta, dtype=dtype), xp.asarray(h, dtype=dtype), u0, u1, data
-        )
+#: the dense output of a solve is its :class:`~autodiffeq.history.DenseHistory`
+DenseOutput = DenseHistory
 
 
 class Solution:
@@ -126,6 +73,9 @@ class Solution:
         alg: the :class:`~autodiffeq.specs.SolverSpec` used; ``prob``: the problem;
         backend: the :class:`~autodiffeq.backend.Backend` the arrays live on.
         sensealg: the sensitivity method of a differentiated solve (``None`` otherwise).
+        t_events, u_events: per callback (``solve(..., callback=...)``, in the order given),
+            the times it fired (1-D) and the states there before its affect
+            (``(k, *u0.shape)``); empty lists for a solve without callbacks.
 
     Calling ``sol(t)`` interpolates: ``t`` a scalar gives an array of ``u0``'s shape, a 1-D
     array gives shape ``(len(t), *u0.shape)``. Available when solved with ``dense=True`` (the
@@ -156,6 +106,8 @@ class Solution:
         self.dense_output = dense_output
         self.options = dict(options or {})
         self.sensealg: str | None = None
+        self.t_events: list[Any] = []
+        self.u_events: list[Any] = []
 
     @property
     def success(self) -> bool:
@@ -196,10 +148,6 @@ class Solution:
             f"Solution(retcode={self.retcode!r}, alg={name!r}, {len(self.t)} saved points "
             f"in t={span}, nf={self.stats.nf}, nsteps={self.stats.nsteps})"
         )
-
-
-def _is_close(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-300)
 
 
 def _refuse_traced_time(t: Any) -> None:

@@ -9,12 +9,40 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
 from typing import Any
 
+#: the problem types the built-in plugins know (listings; the registry's problem-type specs
+#: are the authority)
 PROBLEM_TYPES = ("ODE", "SDE", "DDE")
 
-_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class FrozenMapping(Mapping[str, str]):
+    """A read-only mapping that pickles (specs travel to worker processes and Dask)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, str] | None = None) -> None:
+        self._data = dict(data or {})
+
+    def __getitem__(self, key: str) -> str:
+        return self._data[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"FrozenMapping({self._data!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenMapping, (self._data,))
+
+
+def _no_expected_failures() -> FrozenMapping:
+    return FrozenMapping()
 
 
 @dataclass(frozen=True)
@@ -25,13 +53,19 @@ class SolverSpec:
         name: the name users pass as ``alg`` (``"Tsit5"``).
         factory: ``factory(rhs, backend, **options) -> Stepper`` (see :mod:`autodiffeq.stepper`).
         family: the solver family (``"explicit_rk"``).
-        order: classical order of the method.
+        order: classical order of the method (for stochastic solvers the strong order; a
+            float where it is fractional, e.g. 0.5 or 1.5).
+        weak_order: for stochastic solvers, the weak order (``None`` otherwise).
         adaptive: whether the method has an error estimate (adaptive stepping).
         error_order: order of the embedded solution used for the error estimate.
         dense_order: order of the dense output ``sol(t)``.
         fsal: first-same-as-last.
         stiff: suited to stiff problems (A-/L-stable, implicit or Rosenbrock).
         problem_types: problem kinds the solver integrates (``"ODE"``, ``"SDE"``, ``"DDE"``).
+        noise_types: for stochastic solvers, the noise kinds it handles (``"diagonal"``,
+            ``"scalar"``, ``"additive"``, ``"general"``).
+        composite: it runs other registered solvers (its stepper lists them in
+            ``components`` and sets ``last_component``), as ``AutoTsit5Rodas5P`` does.
         mass_matrix: whether a (non-identity) mass matrix is supported.
         needs_jacobian: whether it uses ``df/du``.
         backends: names of the backends it runs on, or ``None`` for every backend.
@@ -50,13 +84,16 @@ class SolverSpec:
     name: str
     factory: Callable[..., Any]
     family: str = ""
-    order: int = 1
+    order: float = 1
     adaptive: bool = False
-    error_order: int | None = None
+    error_order: float | None = None
     dense_order: int = 1
     fsal: bool = False
     stiff: bool = False
     problem_types: tuple[str, ...] = ("ODE",)
+    weak_order: float | None = None
+    noise_types: tuple[str, ...] = ()
+    composite: bool = False
     mass_matrix: bool = False
     needs_jacobian: bool = False
     backends: tuple[str, ...] | None = None
@@ -65,7 +102,7 @@ class SolverSpec:
     options: tuple[str, ...] = ()
     default_priority: int = 0
     expected_failures: Mapping[str, str] = field(
-        default_factory=lambda: _EMPTY, hash=False, compare=False
+        default_factory=_no_expected_failures, hash=False, compare=False
     )
     description: str = ""
     reference: str = ""
@@ -74,6 +111,10 @@ class SolverSpec:
     version: str = ""
 
     kind = "solver"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.expected_failures, FrozenMapping):
+            object.__setattr__(self, "expected_failures", FrozenMapping(self.expected_failures))
 
     def with_provenance(self, plugin: str, distribution: str, version: str) -> SolverSpec:
         return replace(self, plugin=plugin, distribution=distribution, version=version)
@@ -89,6 +130,9 @@ class SolverSpec:
             "fsal": self.fsal,
             "stiff": self.stiff,
             "problem_types": list(self.problem_types),
+            "weak_order": self.weak_order,
+            "noise_types": list(self.noise_types),
+            "composite": self.composite,
             "mass_matrix": self.mass_matrix,
             "needs_jacobian": self.needs_jacobian,
             "backends": None if self.backends is None else list(self.backends),
@@ -115,7 +159,7 @@ class BackendSpec:
 
     name: str
     factory: Callable[[], Any]
-    probe: Callable[[], str | None] = field(default=lambda: None)
+    probe: Callable[[], str | None] = field(default_factory=lambda: _always_available)
     device: str = "cpu"
     capabilities: tuple[str, ...] = ()
     testing_only: bool = False
@@ -163,6 +207,8 @@ class SensitivitySpec:
             mode (forward for few inputs, reverse for many), the highest; 0: never by default.
         autograd_families: solver families for which the method traces the step with
             autograd, so it needs a backend with the ``"autograd"`` capability there.
+        events: whether it differentiates solves with callbacks (events), including the
+            event times' dependence on ``u0`` and ``p``.
     """
 
     name: str
@@ -176,6 +222,7 @@ class SensitivitySpec:
     options: tuple[str, ...] = ()
     default_priority: int = 0
     autograd_families: tuple[str, ...] = ()
+    events: bool = False
     description: str = ""
     reference: str = ""
     plugin: str = ""
@@ -206,6 +253,64 @@ class EnsembleSpec:
         return replace(self, plugin=plugin, distribution=distribution, version=version)
 
 
-Spec = SolverSpec | BackendSpec | SensitivitySpec | EnsembleSpec
+@dataclass(frozen=True)
+class Requirement:
+    """A capability a problem asks of a solver or sensitivity spec: the spec's field
+    ``capability`` must be truthy (``value=True``) or contain ``value``; ``what`` names the
+    feature in the incompatibility message ("a mass matrix (ODEProblem(mass_matrix=...))")."""
 
-__all__ = ["SolverSpec", "BackendSpec", "SensitivitySpec", "EnsembleSpec", "PROBLEM_TYPES"]
+    capability: str
+    what: str
+    value: Any = True
+
+    def met_by(self, spec: Any) -> bool:
+        have = getattr(spec, self.capability, None)
+        if self.value is True:
+            return bool(have)
+        return have is not None and self.value in have
+
+
+@dataclass(frozen=True)
+class ProblemTypeSpec:
+    """A registered problem type and the adapter that prepares its solves.
+
+    Attributes:
+        name: the type's name (``"ODE"``), matched against ``SolverSpec.problem_types`` and
+            the problem's ``problem_type`` attribute.
+        problem_class: the problem class (``ODEProblem``).
+        adapter: an object with ``requirements(prob)`` and ``sensitivity_requirements(prob)``
+            (tuples of :class:`Requirement`), ``traced(prob)`` (whether autograd is
+            differentiating its inputs) and ``prepare(request)`` (the right-hand-side terms,
+            initial state and first derivative for the driver: see
+            :mod:`autodiffeq.ode_adapter` for the ODE one).
+        description: prose.
+        plugin, distribution, version: filled in by the registry (provenance).
+    """
+
+    name: str
+    problem_class: type
+    adapter: Any
+    description: str = ""
+    plugin: str = ""
+    distribution: str = ""
+    version: str = ""
+
+    kind = "problem_type"
+
+    @property
+    def factory(self) -> Any:  # every spec has a callable factory: the problem class
+        return self.problem_class
+
+    def with_provenance(self, plugin: str, distribution: str, version: str) -> ProblemTypeSpec:
+        return replace(self, plugin=plugin, distribution=distribution, version=version)
+
+
+def _always_available() -> str | None:
+    """The default backend probe: usable everywhere."""
+    return None
+
+
+Spec = SolverSpec | BackendSpec | SensitivitySpec | EnsembleSpec | ProblemTypeSpec
+
+__all__ = ["SolverSpec", "BackendSpec", "SensitivitySpec", "EnsembleSpec", "ProblemTypeSpec",
+           "Requirement", "PROBLEM_TYPES"]

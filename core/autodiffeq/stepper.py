@@ -118,6 +118,7 @@ class Stepper:
         order: order of the method; ``error_order``: order of the embedded estimate (or
             ``None``); ``nf``: number of right-hand-side evaluations so far (the stepper counts
             its own); ``stats``: extra counters (``njac``, ``nfactor``, ``nlinsolve``, ...).
+        stats: counters the stepper keeps beyond ``nf``; every one reaches ``sol.stats``.
         stiffness: set by steppers that detect stiffness to a short description when they do;
             the driver then warns once, naming the registered stiff solvers.
         eigen_estimate: where the stepper has one, an estimate of the spectral radius of
@@ -126,10 +127,29 @@ class Stepper:
             negative real axis (``None`` where it does not apply).
     """
 
-    order: int = 1
-    error_order: int | None = None
+    order: float = 1
+    error_order: float | None = None
     eigen_estimate: float | None = None
     stability_boundary: float | None = None
+    #: a composite stepper (one that runs other steppers, e.g. stiffness switching) lists
+    #: them here and sets :attr:`last_component` to the index of the one that made the last
+    #: attempted step; the driver records it per step, the dense output and the discrete
+    #: sensitivity methods use that component for the step
+    components: tuple[Stepper, ...] = ()
+    last_component: int | None = None
+    @property
+    def rng(self) -> Any:
+        """The backend's random generator: seeded by ``solve(..., seed=...)``, else made
+        unseeded on first use (stochastic families draw from it); ``None`` on a backend
+        without the ``"rng"`` capability."""
+        rng = self.__dict__.get("_rng")
+        if rng is None and "rng" in getattr(self.backend, "capabilities", ()):
+            rng = self._rng = self.backend.rng(None)
+        return rng
+
+    @rng.setter
+    def rng(self, value: Any) -> None:
+        self._rng = value
 
     def __init__(self, rhs: RHS, backend: Backend, **options: Any) -> None:
         if options:
@@ -143,7 +163,10 @@ class Stepper:
         self._last: tuple[Any, Any] | None = None
 
     def init(self, t0: float, u0: Any, f0: Any) -> None:
-        """Prepare for the first step from ``(t0, u0)``; ``f0 = f(u0, t0)`` is given."""
+        """Prepare for the first step from ``(t0, u0)``; ``f0 = f(u0, t0)`` is given.
+
+        Also called after the state jumped (an event's affect, or a step retaken to end at an
+        event): caches such as a first-same-as-last stage must be reset from ``f0``."""
 
     def step(self, t: float, u: Any, dt: float) -> tuple[Any, Any]:
         """Attempt one step of size ``dt`` (signed) from ``(t, u)``.

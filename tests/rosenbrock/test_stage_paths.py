@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.linalg import get_lapack_funcs
 
 import autodiffeq as ade
-from autodiffeq_plugins.numpy_backend.backend import _positional_getrs
 
 from .conftest import METHODS, VDP_EPS
 
@@ -30,6 +28,22 @@ PROBLEMS = {
 }
 
 
+def _assert_same_steps_to_rounding(fast, general, be, span, stages=8):
+    """The two paths take the same steps to the same values up to rounding. They may sum
+    the stages in different orders (identical here, but BLAS kernels differ across CPUs):
+    the error estimates then differ by ~stages eps / rtol (rtol 1e-6) relative, each step by
+    about as much, accumulating at worst linearly over the steps into the times; the states
+    are compared at the same times (the general solve's dense output at the fast path's
+    times), where only the rounding of the values remains (rtol 1e-10, atol 1e-12: ~1e4
+    times eps |u| per step)."""
+    assert (fast.stats.naccept, fast.stats.nreject) == (general.stats.naccept,
+                                                        general.stats.nreject)
+    drift = fast.stats.naccept * stages * np.finfo(np.float64).eps / 1e-6
+    np.testing.assert_allclose(fast.t, general.t, rtol=0, atol=drift * span)
+    np.testing.assert_allclose(fast.u, be.to_host(general(be.xp.asarray(fast.t))),
+                               rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("alg", METHODS)
 @pytest.mark.parametrize("name", sorted(PROBLEMS))
 def test_fast_path_takes_the_steps_of_the_general_path(alg, name):
@@ -44,10 +58,8 @@ def test_fast_path_takes_the_steps_of_the_general_path(alg, name):
     general = ade.solve(ade.ODEProblem(f_strict, xp.asarray(u0), tspan), alg, rtol=1e-6,
                         atol=1e-8, backend="array_api_strict")
     assert fast.success and general.success
-    assert (fast.stats.naccept, fast.stats.nreject) == (general.stats.naccept,
-                                                        general.stats.nreject)
-    np.testing.assert_allclose(fast.t, general.t, rtol=1e-12, atol=0.0)
-    np.testing.assert_allclose(fast.u, be.to_host(general.u), rtol=1e-10, atol=1e-12)
+    # was t at rtol=1e-12 and u at their own times: exact only while both paths round alike
+    _assert_same_steps_to_rounding(fast, general, be, tspan[1] - tspan[0])
 
 
 @pytest.mark.parametrize("alg", METHODS)
@@ -77,30 +89,6 @@ def test_fast_path_keeps_float32():
     assert np.max(np.abs(sol.u[-1] - exact)) < 1e-5
 
 
-def test_getrs_is_called_positionally_or_through_a_keyword_wrapper():
-    getrf, getrs = get_lapack_funcs(("getrf", "getrs"), (np.zeros((2, 2)),))
-    assert _positional_getrs(getrs) is getrs  # SciPy's signature (lu, piv, b, [trans, ...])
-    W = np.array([[4.0, 1.0], [2.0, 3.0]])
-    lu, piv, _ = getrf(W)
-    b = np.array([1.0, 2.0])
-    x, info = getrs(lu, piv, b, 0, 1)
-    assert info == 0 and x is b  # solved in place
-    np.testing.assert_allclose(W @ b, [1.0, 2.0], rtol=1e-14)
-
-    calls = []
-
-    def keyword_only(lu, piv, b, *, trans=0, overwrite_b=0):
-        calls.append((trans, overwrite_b))
-        return getrs(lu, piv, b, trans=trans, overwrite_b=overwrite_b)
-
-    wrapped = _positional_getrs(keyword_only)  # no f2py docstring: wrapped
-    assert wrapped is not keyword_only
-    b = np.array([1.0, 2.0])
-    x, _ = wrapped(lu, piv, b, 0, 1)
-    assert calls == [(0, 1)]
-    np.testing.assert_allclose(W @ x, [1.0, 2.0], rtol=1e-14)
-
-
 def nan_outside(u, p, t):
     """Non-finite outside |u| <= 1.05, where only the trial stages of a too-large step go."""
     if abs(u[0]) > 1.05 or abs(u[1]) > 1.05:
@@ -123,6 +111,4 @@ def test_fast_path_recovers_from_a_non_finite_attempt_as_the_general_path_does(a
     general = ade.solve(ade.ODEProblem(f_strict, xp.asarray([0.0, 0.0]), (0.0, 5.0)), alg,
                         backend="array_api_strict", **kw)
     assert fast.success and fast.stats.nreject >= 1
-    assert (fast.stats.naccept, fast.stats.nreject) == (general.stats.naccept,
-                                                        general.stats.nreject)
-    np.testing.assert_allclose(fast.u, be.to_host(general.u), rtol=1e-10, atol=1e-12)
+    _assert_same_steps_to_rounding(fast, general, be, 5.0)  # was u at their own times

@@ -12,6 +12,10 @@ import autodiffeq as ade
 
 from .conftest import METHODS, VDP_T1, VDP_U0, rober, scaled_error, vdp, vdp_jac
 
+#: how well y1 + y2 + y3 = 1 is kept: exactly (to rounding, ~1e-14 here) only with a J whose
+#: columns sum to zero; the default second-order difference Jacobian does so to its own error,
+#: ~eps**(2/3) relative, which the invariant inherits (measured: 2.2e-13 for Rodas3P)
+CONSERVATION = float(np.finfo(np.float64).eps) ** (2.0 / 3.0)
 # global error allowed, in units of the tolerance (atol + rtol |u|): Rosenbrock23 is a
 # second-order method controlled per step, so its global error grows like tol**(-1/3)
 # relative to the tolerance (measured: 6x at 1e-4, 31x at 1e-6 on ROBER)
@@ -34,8 +38,9 @@ def test_rober_to_1e5_against_radau(alg, rtol, bound, rober_ref_1e5):
     # dense output across the whole range of time scales
     ts = np.array([1e-4, 1e-2, 1.0, 1e2, 1e4, 1e5])
     assert scaled_error(sol(ts), rober_ref_1e5.sol(ts).T, rtol, atol) < bound
-    # conservation y1 + y2 + y3 = 1 (linear invariants are kept by Rosenbrock methods)
-    assert np.max(np.abs(sol.u.sum(axis=1) - 1.0)) < 1e-12
+    # conservation y1 + y2 + y3 = 1 (linear invariants are kept by Rosenbrock methods);
+    # was 1e-12, 4.6x the drift measured for Rodas3P (see CONSERVATION)
+    assert np.max(np.abs(sol.u.sum(axis=1) - 1.0)) < CONSERVATION
 
 
 @pytest.mark.parametrize("alg, rtol, bound", ROBER_CASES)
@@ -46,7 +51,7 @@ def test_rober_to_1e11_against_radau(alg, rtol, bound, rober_ref_1e11):
                     atol=atol)
     assert sol.success and sol.stats.naccept < 10_000
     assert scaled_error(sol.u[-1], rober_ref_1e11.y[:, -1], rtol, atol) < bound
-    assert np.max(np.abs(sol.u.sum(axis=1) - 1.0)) < 1e-12
+    assert np.max(np.abs(sol.u.sum(axis=1) - 1.0)) < CONSERVATION  # was 1e-12
 
 
 @pytest.mark.parametrize("alg, rtol, bound", ROBER_CASES)
@@ -87,13 +92,18 @@ def test_predictive_step_control_rejects_fewer_steps_in_the_transitions(vdp_ref,
     (measured at rtol 1e-4: 32 rejections instead of 101, 239 attempts instead of 327), at an
     error of the same size."""
     from autodiffeq.controller import PredictiveController
-    from autodiffeq_plugins.rosenbrock.stepper import RosenbrockStepper
+    from autodiffeq.stepper import RHS
 
-    assert RosenbrockStepper.controller_class is PredictiveController
     prob = ade.ODEProblem(vdp, VDP_U0, (0.0, VDP_T1), jac=vdp_jac)
+    # the stepper class through the spec's factory; controller_class is the Stepper
+    # contract's attribute naming the driver's step-size controller
+    be = ade.registry().get_backend("numpy")
+    rhs = RHS(vdp, None, (2,), np.float64, be, prob)
+    stepper_class = type(ade.registry().solver("Rodas5P").factory(rhs, be))
+    assert stepper_class.controller_class is PredictiveController
     runs = {}
     for name, ctrl in (("predictive", PredictiveController), ("pi", None)):
-        monkeypatch.setattr(RosenbrockStepper, "controller_class", ctrl)
+        monkeypatch.setattr(stepper_class, "controller_class", ctrl)
         sol = ade.solve(prob, "Rodas5P", rtol=1e-4, atol=1e-4)
         assert sol.success
         runs[name] = (sol.stats, scaled_error(sol.u[-1], vdp_ref.y[:, -1], 1e-4, 1e-4))

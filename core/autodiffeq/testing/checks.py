@@ -370,3 +370,107 @@ def check_unsupported(
             "UnsupportedCombination"
         )
     return CheckReport("unsupported", spec.name, be.name, measured={"checked": len(attempts)})
+
+
+def check_events(
+    solver: str | SolverSpec, backend: str = "numpy", registry: Registry | None = None
+) -> CheckReport:
+    """Events: the harmonic oscillator ``x' = v, v' = -x`` from ``(0, 1)`` with a continuous
+    callback on ``x`` whose affect flips the state (``u -> -u``). The exact solution is
+    ``(-1)^k (sin t, cos t)`` after the k-th event, and the events are at ``k pi`` (after a
+    flip ``x`` only touches zero and turns back, so each root fires once). Checks the event
+    times, the states recorded before each affect, the state at the end, the saved duplicate
+    time, and a terminal event (``retcode == "Terminated"`` at ``2 pi``)."""
+    from ..callbacks import ContinuousCallback
+
+    reg, spec, be = _setup(solver, backend, registry)
+    xp = be.xp
+    dtype = be.dtype(np.float64)
+    t_end = 7.0
+
+    def f(u: Any, p: Any, t: float) -> Any:
+        return xp.stack([u[1], -u[0]])
+
+    from ..problems import ODEProblem
+
+    prob = ODEProblem(f, be.asarray(np.array([0.0, 1.0]), dtype=dtype), (0.0, t_end))
+    opts = _solve_options(spec, 2.0)  # fixed steps as on the other checks' span
+    tol = _tolerance_for(spec, opts)
+    flip = ContinuousCallback(lambda u, t: u[0], lambda u, t: -u)
+    sol = solve(prob, spec, backend=be.name, registry=reg, callback=flip, **opts)
+    exact_t = np.pi * np.arange(1, int(t_end / np.pi) + 1)
+    got = np.asarray(sol.t_events[0])
+    if sol.retcode != "Success" or got.shape != exact_t.shape:
+        raise ConformanceError(
+            f"{spec.name}: events at {got.tolist()} ({sol.retcode}), expected {len(exact_t)} "
+            f"at k*pi"
+        )
+    err_t = float(np.max(np.abs(got - exact_t)))
+    states = _host(be, sol.u_events[0])
+    k = np.arange(len(exact_t))
+    exact_states = np.stack([np.zeros_like(exact_t), np.cos(exact_t)], axis=1) * (
+        (-1.0) ** k)[:, None]
+    err_u = float(np.max(np.abs(states - exact_states)))
+    final = _host(be, sol.u[-1, ...])
+    sign = (-1.0) ** len(exact_t)
+    err_end = float(np.max(np.abs(final - sign * np.array([np.sin(t_end), np.cos(t_end)]))))
+    if max(err_t, err_u, err_end) > tol:
+        raise ConformanceError(
+            f"{spec.name}: event times off by {err_t:.2e}, event states by {err_u:.2e}, the "
+            f"final state by {err_end:.2e} (> {tol:.0e})"
+        )
+    first = np.flatnonzero(sol.t == got[0])
+    if len(first) != 2:
+        raise ConformanceError(f"{spec.name}: the first event time is saved {len(first)} "
+                               "times (expected twice: before and after the affect)")
+    terminal = ContinuousCallback(lambda u, t: u[0], direction=1, terminal=True)
+    sol = solve(prob, spec, backend=be.name, registry=reg, callback=terminal, **opts)
+    if sol.retcode != "Terminated" or abs(float(sol.t[-1]) - 2 * np.pi) > tol:
+        raise ConformanceError(
+            f"{spec.name}: a terminal upward crossing of sin t should end the solve at 2 pi "
+            f"with 'Terminated'; got {sol.retcode} at t={float(sol.t[-1])!r}"
+        )
+    return CheckReport("events", spec.name, be.name, "oscillator",
+                       {"time_error": err_t, "state_error": err_u, "final_error": err_end})
+
+
+def check_event_gradient(
+    solver: str | SolverSpec, sensitivity: str, backend: str = "numpy",
+    registry: Registry | None = None,
+) -> CheckReport:
+    """The derivative of an event time: ``u' = -p u``, ``u(0) = u0``, terminal event at
+    ``u = 1/2`` is at ``t* = log(2 u0) / p``, so ``dt*/dp = -t*/p`` and
+    ``dt*/du0 = 1/(p u0)``. ``autograd.grad`` of ``sol.t_events[0][0]`` through ``solve``
+    with ``sensealg=sensitivity`` must match them to the solve's accuracy."""
+    import autograd
+    import autograd.numpy as anp
+
+    from ..callbacks import ContinuousCallback
+    from ..problems import ODEProblem
+
+    reg, spec, be = _setup(solver, backend, registry)
+    p0, u00 = 1.3, 1.7
+    opts = _solve_options(spec, 2.0)
+    if spec.adaptive:
+        opts = {"rtol": 1e-8, "atol": 1e-10}
+    tol = 50 * _tolerance_for(spec, opts)
+    cb = ContinuousCallback(lambda u, t: u[0] - 0.5, terminal=True)
+
+    def event_time(x: Any) -> Any:
+        prob = ODEProblem(lambda u, p, t: -p[0] * u, anp.reshape(x[0:1], (1,)), (0.0, 2.0),
+                          anp.reshape(x[1:2], (1,)))
+        sol = solve(prob, spec, backend=be.name, registry=reg, callback=cb,
+                    sensealg=sensitivity, **opts)
+        return sol.t_events[0][0]
+
+    x = np.array([u00, p0])
+    got = np.asarray(autograd.grad(event_time)(x), dtype=np.float64)
+    t_star = math.log(2 * u00) / p0
+    exact = np.array([1.0 / (p0 * u00), -t_star / p0])
+    err = float(np.max(np.abs(got - exact) / np.abs(exact)))
+    if not err <= tol:
+        raise ConformanceError(
+            f"{spec.name} with {sensitivity}: d t*/d(u0, p) = {got.tolist()}, exact "
+            f"{exact.tolist()} (relative error {err:.2e} > {tol:.0e})"
+        )
+    return CheckReport("event_gradient", spec.name, be.name, sensitivity, {"error": err})

@@ -1,4 +1,5 @@
-"""Gradient conformance: sensitivity methods checked against mathematics (DESIGN §6-7).
+"""Gradient conformance: sensitivity methods checked against mathematics (docs/gradients.md;
+docs/plugin_authors.md, the conformance kit).
 
 Every ``check_gradient_*`` function differentiates a loss through ``ade.solve`` with one
 solver, one sensitivity method (``sensealg=``) and one backend, compares the result with an
@@ -21,7 +22,7 @@ about ``1e-12``, is below :data:`REFERENCE_FLOOR`).
 check passes if either holds:
 
 * *the exact derivative of the computed (discrete) solution*, with the step sizes held fixed
-  as DESIGN §6 says (``ReverseMode``, ``ForwardMode`` and ``DiscreteAdjoint`` are of this
+  as docs/gradients.md says (``ReverseMode``, ``ForwardMode`` and ``DiscreteAdjoint`` are of this
   kind). The kit measures it independently of the method: it replays the solve's accepted
   step sequence as a fixed-step solve (``adaptive=False`` with every step end a ``tstop``),
   checks that the replay reproduces the solve, and takes fourth-order central differences of
@@ -161,7 +162,7 @@ class GradientProblem:
     def build(self, u0: Any, p: Any, backend: Any) -> ODEProblem:
         """The :class:`ODEProblem` for ``u0`` and ``p`` (host arrays or autograd boxes) with
         the derivatives appropriate to ``backend`` (a :class:`~autodiffeq.Backend`)."""
-        if self.always_user_derivatives or backend.name != "numpy":
+        if self.always_user_derivatives or "autograd" not in getattr(backend, "capabilities", ()):
             return ODEProblem(self.f, u0, self.tspan, p, jac=self.jac, paramjac=self.paramjac,
                               vjp=self.vjp, jvp=self.jvp)
         return ODEProblem(self.f, u0, self.tspan, p, jac=self.jac)

@@ -154,6 +154,8 @@ def conformance_cases(
             add("saveat", spec, b, "", lambda s=spec, b=b: checks.check_saveat(s, b, reg))
             add("backward", spec, b, "", lambda s=spec, b=b: checks.check_backward(s, b, reg))
             add("float32", spec, b, "", lambda s=spec, b=b: checks.check_float32(s, b, reg))
+            add("events", spec, b, "oscillator",
+                lambda s=spec, b=b: checks.check_events(s, b, reg))
             add("unsupported", spec, b, "",
                 lambda s=spec, b=b: checks.check_unsupported(s, b, reg))
             if bspec.testing_only:
@@ -221,6 +223,10 @@ def _gradient_cases(
                     b in testing_only)
             for check, fn in gradient_checks.FULL_CHECKS.items():
                 add(check, spec, b, m, lambda f=fn, s=spec, m=m, b=b: f(s, m, b, reg), slow)
+            if reg.compatible(spec, b, method, "ODE", features=("events",)) and (
+                    "autograd" in reg.backend(b).capabilities):
+                add("grad-events", spec, b, m,
+                    lambda s=spec, m=m, b=b: checks.check_event_gradient(s, m, b, reg), slow)
         for name in by_solver:
             # every compatible method, not only the selected ones: a plugin's method is
             # compared with all the others

@@ -65,6 +65,7 @@ def autodiffeq_register_solvers(register: Any) -> None:
                 needs_jacobian=True,
                 requires=("lu",),
                 components=(nonstiff, stiff),
+                composite=True,
                 options=OPTIONS,
                 default_priority=DEFAULT_PRIORITY,
                 description=(

@@ -63,8 +63,9 @@ component gives no estimate there (the eigenvalues are those of ``M^{-1} J``), s
 stiff.
 
 A switch re-initialises the incoming component at the current point with one evaluation of
-``f``. Each step's dense-output data is tagged with the component that made it and the number
-of rows it holds, so steps of both components (and lazily completed ones) interpolate together.
+``f``. The stepper is a composite in the core's sense: it lists its ``components`` and sets
+``last_component`` to the one that made each step, so the driver records it per step and the
+dense output and the discrete sensitivity methods hand each step to the component that made it.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ class AutoSwitchStepper(Stepper):
         self.error_order = min(c.error_order or c.order - 1 for c in self.components)
         problem = rhs.problem
         self.active = STIFF if getattr(problem, "mass_matrix", None) is not None else NONSTIFF
-        self.stepped = self.active
+        self.last_component = self.active
         self.switches: list[tuple[float, str]] = []
         self._stiff_count = 0
         self._nonstiff_count = 0
@@ -197,9 +198,8 @@ class AutoSwitchStepper(Stepper):
         self._dt = 0.0
         self._err: Any = None
         self._sqrt_eps = math.sqrt(float(np.finfo(backend.host_dtype(rhs.dtype)).eps))
-        # dense output: rows each component's data has (learnt per component, completed)
-        self._slot = 1
-        self._probed: set[int] = set()
+        #: accepted steps between stiffness checks while nothing looks suspicious
+        self.check_every = CHECK_EVERY
 
     # counters: the components count their own work; nf adds the composite's evaluations (the
     # stiffness estimates, the re-initialisation at a switch, and what the driver adds)
@@ -233,7 +233,7 @@ class AutoSwitchStepper(Stepper):
         self.components[self.active].init(t0, u0, f0)
 
     def step(self, t: float, u: Any, dt: float) -> tuple[Any, Any]:
-        self.stepped = self.active
+        self.last_component = self.active
         self._t, self._u, self._dt = t, u, dt
         u_new, err = self.components[self.active].step(t, u, dt)
         self._err = err
@@ -251,7 +251,7 @@ class AutoSwitchStepper(Stepper):
     def _check_nonstiff(self, t_new: float, u_new: Any) -> None:
         """The decaying-counter test while the explicit component is active."""
         self._since_check += 1
-        if not (self._stiff_count > 0 or self._suspicious or self._since_check >= CHECK_EVERY):
+        if not (self._stiff_count > 0 or self._suspicious or self._since_check >= self.check_every):
             return
         self._since_check = 0
         estimate = self._error_direction_estimate(t_new, u_new)
@@ -325,74 +325,20 @@ class AutoSwitchStepper(Stepper):
         self.switches.append((t, "stiff" if to == STIFF else "nonstiff"))
 
     # ------------------------------------------------------------------ dense output
-    def _tagged(self, which: int, inner: Any) -> Any:
-        """``inner`` below a tag row ``which + 2 * rows``, zero-padded to the common height."""
-        xp = self.xp
-        rows = int(inner.shape[0])
-        self._slot = max(self._slot, 1 + rows)
-        tag = xp.full((1, inner.shape[1]), float(which + 2 * rows), dtype=inner.dtype)
-        parts = [tag, inner]
-        pad = self._slot - 1 - rows
-        if pad:
-            parts.append(xp.zeros((pad, inner.shape[1]), dtype=inner.dtype))
-        return xp.concat(parts, axis=0)
-
-    @staticmethod
-    def _decode(tag: float) -> tuple[int, int]:
-        code = int(round(tag))
-        return code % 2, code // 2
-
     def dense_data(self) -> Any:
-        which = self.stepped
-        comp = self.components[which]
+        """The interpolation data of the last step, as its component made it (the driver
+        records which component that was, :attr:`last_component`)."""
+        comp = self.components[self.last_component]
         data = comp.dense_data()
         if data is None:
             raise UnsupportedCombination(
                 f"component {type(comp).__name__} of the auto-switching solver has no dense "
                 "output"
             )
-        if which not in self._probed:
-            # complete this component's first step now, so the height of completed data
-            # (lazy extra stages, e.g. Verner's) is known before any interpolation stacks
-            # the steps together
-            self._probed.add(which)
-            data = comp.complete_dense_data(self._t, self._dt, self._u, data)
-        return self._tagged(which, data)
+        return data
 
     def complete_dense_data(self, t: float, dt: float, u: Any, data: Any) -> Any:
-        which, rows = self._decode(float(data[0, 0]))
-        inner = self.components[which].complete_dense_data(t, dt, u, data[1 : 1 + rows, ...])
-        if int(inner.shape[0]) == rows and int(data.shape[0]) == self._slot:
-            return data
-        return self._tagged(which, inner)
+        return self.components[self.last_component].complete_dense_data(t, dt, u, data)
 
     def interpolate(self, theta: Any, dt: Any, u0: Any, u1: Any, data: Any) -> Any:
-        xp = self.xp
-        tags = np.rint(np.asarray(self.backend.to_host(data[:, 0, 0]), dtype=np.float64))
-        codes = np.unique(tags)
-        if codes.size == 1:
-            which, rows = self._decode(float(codes[0]))
-            return self.components[which].interpolate(
-                theta, dt, u0, u1, data[:, 1 : 1 + rows, ...]
-            )
-        pieces = []
-        order = []
-        for code in codes:
-            which, rows = self._decode(float(code))
-            sel = np.nonzero(tags == code)[0]
-            idx = xp.asarray(sel.tolist(), dtype=xp.int64)
-            pieces.append(
-                self.components[which].interpolate(
-                    xp.take(theta, idx, axis=0),
-                    xp.take(dt, idx, axis=0),
-                    xp.take(u0, idx, axis=0),
-                    xp.take(u1, idx, axis=0),
-                    xp.take(data, idx, axis=0)[:, 1 : 1 + rows, ...],
-                )
-            )
-            order.append(sel)
-        perm = np.concatenate(order)
-        inverse = np.empty_like(perm)
-        inverse[perm] = np.arange(perm.size)
-        back = xp.asarray(inverse.tolist(), dtype=xp.int64)
-        return xp.take(xp.concat(pieces, axis=0), back, axis=0)
+        return self.components[self.last_component].interpolate(theta, dt, u0, u1, data)

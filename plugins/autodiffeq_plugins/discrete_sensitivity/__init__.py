@@ -9,11 +9,11 @@ from autodiffeq import SensitivitySpec, hookimpl
 
 from .methods import DiscreteAdjoint, ForwardMode, ReverseMode
 
-#: solver families whose steppers provide a traceable step map (Stepper.functional_step)
+#: solver families whose steppers provide a traceable step map (Stepper.functional_step);
+#: composite solvers (SolverSpec.composite) are differentiated when all their components
+#: are of these families (the registry checks the components: nothing is named here), each
+#: step by the component the driver recorded as having made it
 FAMILIES = ("explicit_rk", "rosenbrock")
-#: DiscreteAdjoint also differentiates composites of those (the stiffness-switching solvers,
-#: whose steppers name the component that made each step: ``components``, ``stepped``)
-COMPOSITE_FAMILIES = ("autoswitch",)
 
 
 @hookimpl
@@ -23,8 +23,8 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
             name="ReverseMode",
             factory=ReverseMode,
             mode="reverse",
-            backends=("numpy",),
             solver_families=FAMILIES,
+            autograd_families=FAMILIES,  # traces every step: backends with "autograd" only
             description="autograd's tape through every step of the solve (traceable f)",
             reference="Rackauckas & Innes 2019 (DiffEqFlux.jl), reverse mode through solvers",
         )
@@ -34,8 +34,8 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
             name="ForwardMode",
             factory=ForwardMode,
             mode="forward",
-            backends=("numpy",),
             solver_families=FAMILIES,
+            autograd_families=FAMILIES,  # traces every step: backends with "autograd" only
             default_priority=5,
             description="autograd's forward mode through every step of the solve (traceable f)",
             reference="Rackauckas & Innes 2019 (DiffEqFlux.jl), forward mode",
@@ -46,10 +46,11 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
             name="DiscreteAdjoint",
             factory=DiscreteAdjoint,
             mode="reverse",
-            solver_families=FAMILIES + COMPOSITE_FAMILIES,
+            solver_families=FAMILIES,
             options=("checkpoint_every", "autojacvec"),
             default_priority=10,
-            autograd_families=("rosenbrock", *COMPOSITE_FAMILIES),
+            autograd_families=("rosenbrock",),
+            events=True,
             description="exact gradient of the discrete solution by transposed steps "
             "(tableau-derived for explicit RK; per-step autograd VJPs of the exact-Jacobian "
             "step for Rosenbrock), checkpointed, no global tape",
@@ -58,4 +59,4 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
     )
 
 
-__all__ = ["COMPOSITE_FAMILIES", "DiscreteAdjoint", "ForwardMode", "ReverseMode", "FAMILIES"]
+__all__ = ["DiscreteAdjoint", "ForwardMode", "ReverseMode", "FAMILIES"]

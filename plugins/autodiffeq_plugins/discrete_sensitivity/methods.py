@@ -66,12 +66,15 @@ def _replay(request: GradientRequest, record: ForwardRecord) -> Any:
     ts = record.ts
     wanted = set(int(i) for i in record.save_index)
     order = list(record.save_index)
+    made_by = record.extra.get("made_by")
+    solvers = [stepper if made_by is None else stepper.components[c] for c in
+               (made_by or [None] * (len(ts) - 1))]
 
     def replay(args: tuple[Any, Any]) -> Any:
         u, p = args
         saved = {0: u} if 0 in wanted else {}
         for k in range(len(ts) - 1):
-            u = stepper.functional_step(f, u, p, float(ts[k]), float(ts[k + 1] - ts[k]))
+            u = solvers[k].functional_step(f, u, p, float(ts[k]), float(ts[k + 1] - ts[k]))
             if k + 1 in wanted:
                 saved[k + 1] = u
         return anp.stack([saved[int(i)] for i in order])
@@ -84,16 +87,37 @@ def _inputs(request: GradientRequest) -> tuple[np.ndarray, np.ndarray]:
     return u0, _p_flat(request)
 
 
+class ComponentLog:
+    """A step observer keeping which component of a composite stepper made each step (the
+    driver reports it), so a replay runs each step with the method that made it."""
+
+    def __init__(self) -> None:
+        self.made_by: list[int] = []
+
+    def on_step(self, t: float, t_new: float, u: Any, u_new: Any, stepper: Any,
+                component: int | None) -> None:
+        self.made_by.append(-1 if component is None else int(component))
+
+
+def _replayable_forward(request: GradientRequest) -> ForwardRecord:
+    """The forward solve of the replaying methods, with the composite's step makers."""
+    log = ComponentLog()
+    record = record_from_solution(request, request.solve(observers=(log,)))
+    record.extra["made_by"] = log.made_by if request.solver.composite else None
+    return record
+
+
 class ReverseMode(SensitivityMethod):
     """autograd's reverse mode through the whole solve: one tape over every stage of every
-    step (memory grows with the number of steps; NumPy backend and traceable ``f`` only)."""
+    step (memory grows with the number of steps; NumPy backend and traceable ``f`` only).
+    A composite solver's steps are replayed by the components that made them."""
 
     name = "ReverseMode"
 
     def forward(self, request: GradientRequest) -> ForwardRecord:
         from autograd import make_vjp
 
-        record = record_from_solution(request, request.solve())
+        record = _replayable_forward(request)
         vjp, _ = make_vjp(_replay(request, record))(_inputs(request))
         record.extra["tape"] = vjp
         return record
@@ -121,6 +145,9 @@ class ForwardMode(SensitivityMethod):
     every step); cheap for few inputs, NumPy backend and traceable ``f`` only."""
 
     name = "ForwardMode"
+
+    def forward(self, request: GradientRequest) -> ForwardRecord:
+        return _replayable_forward(request)
 
     def jvp(self, request: GradientRequest, record: ForwardRecord, du0: Any, dp: Any) -> Any:
         return _replay_jvp(request, record, du0, dp)
@@ -152,15 +179,18 @@ MEMORY_BUDGET = 10**7
 class StepCheckpoints:
     """Step ends of a solve with states at every ``stride``-th step, in bounded memory.
 
-    A driver recorder (``record(t, u, stepper)`` after each accepted step). All step ends are
-    kept (host floats); states are kept at the steps divisible by ``stride``. With
-    ``stride=None`` the stride starts at 1 and doubles, dropping every other checkpoint,
-    whenever more than ``max_states`` are held, so at most ``max_states`` states are kept and
-    a reverse pass recomputes at most ``stride - 1`` steps per checkpoint (Griewank &
-    Walther, *Evaluating Derivatives*, 2nd ed., ch. 12, for checkpointing schedules; this is
-    the simple equidistant one, chosen online because the number of steps is not known in
-    advance). The forward steps' dense data (the explicit stages) are kept too while the
-    stride is 1 and their total size stays within ``stage_budget`` numbers.
+    A step observer of the driver (``on_step`` after each accepted step, ``on_jump`` at each
+    event). All step ends are kept (host floats; an event adds its time a second time, a
+    zero-length "jump step" from the state before to the state after it); states are kept at
+    the steps divisible by ``stride`` and on both sides of every jump. With ``stride=None``
+    the stride starts at 1 and doubles, dropping every other checkpoint, whenever more than
+    ``max_states`` are held, so about ``max_states`` states are kept and a reverse pass
+    recomputes at most ``stride - 1`` steps per checkpoint (Griewank & Walther, *Evaluating
+    Derivatives*, 2nd ed., ch. 12, for checkpointing schedules; this is the simple
+    equidistant one, chosen online because the number of steps is not known in advance).
+    The forward steps' dense data (the explicit stages) are kept too while the stride is 1
+    and their total size stays within ``stage_budget`` numbers. For a composite stepper the
+    component that made each step is kept (``made_by``, as the driver reports it).
     """
 
     def __init__(
@@ -174,23 +204,30 @@ class StepCheckpoints:
         self.max_states = max(2, int(max_states))
         self.stages: list[Any] | None = [] if stage_budget > 0 and self.stride == 1 else None
         self._stage_room = stage_budget
-        #: for a composite stepper (``components``, ``stepped``): which component made each
-        #: step (``None`` otherwise)
+        #: which component of a composite stepper made each step (``None``: not a composite)
         self.made_by: list[int] | None = None
+        #: jump steps: grid index of the state before the event -> the event's record
+        self.jumps: dict[int, Any] = {}
+        #: every event in order: (grid index of the state before it, its record)
+        self.events: list[tuple[int, Any]] = []
 
-    def record(self, t: float, u: Any, stepper: Any) -> None:
+    def on_step(self, t: float, t_new: float, u: Any, u_new: Any, stepper: Any,
+                component: int | None) -> None:
         k = len(self.ts)
-        self.ts.append(float(t))
-        stepped = getattr(stepper, "stepped", None)
-        if stepped is not None and hasattr(stepper, "components"):
+        self.ts.append(float(t_new))
+        if component is not None:
             if self.made_by is None:
-                self.made_by = []
-            self.made_by.append(int(stepped))
+                self.made_by = [-1] * (k - 1)
+            self.made_by.append(int(component))
+        elif self.made_by is not None:
+            self.made_by.append(-1)
         if k % self.stride == 0:
-            self.states[k] = u
+            self.states[k] = u_new
             if not self.fixed and len(self.states) > self.max_states:
                 self.stride *= 2
-                self.states = {i: v for i, v in self.states.items() if i % self.stride == 0}
+                keep = {j for i in self.jumps for j in (i, i + 1)}
+                self.states = {i: v for i, v in self.states.items()
+                               if i % self.stride == 0 or i in keep}
                 self.stages = None
         if self.stages is not None:
             data = stepper.dense_data()
@@ -200,6 +237,92 @@ class StepCheckpoints:
                 self.stages = None
             else:
                 self.stages.append(data)
+
+    def on_jump(self, t: float, u_minus: Any, u_plus: Any, event: Any) -> None:
+        k = len(self.ts) - 1
+        self.events.append((k, event))
+        if u_plus is u_minus:  # the event left the state as it was: no jump step
+            return
+        self.states[k] = u_minus
+        self.states[k + 1] = u_plus
+        self.jumps[k] = event
+        self.ts.append(float(t))
+        if self.made_by is not None:
+            self.made_by.append(-1)
+        if self.stages is not None:
+            self.stages.append(None)
+
+
+def moving_rows_cotangent(request: GradientRequest, record: ForwardRecord, g: Any,
+                          g_t: Any, event_grid: list[tuple[int, Any]]) -> Any:
+    """The cotangents of the event times plus those of the saved states at event times:
+    a state saved at a continuous event's time (both sides of a jump, the end of a terminal
+    solve) moves with it, ``d u(t*)/dx = S + f(u) dt*/dx``, so its cotangent ``g_r`` adds
+    ``f(u_r) . g_r`` to the event time's."""
+    be = request.backend
+    g_t = np.array(np.asarray(be.to_host(g_t), dtype=np.float64).reshape(-1))
+    times = {}
+    for j, (_, ev) in enumerate(event_grid):
+        if request.callbacks[ev.index].continuous:
+            times.setdefault(float(ev.t), j)
+    if not times:
+        return be.asarray(g_t)
+    t_saved = np.asarray(record.t_saved, dtype=np.float64)
+    rows = [r for r, t in enumerate(t_saved) if float(t) in times]
+    if rows:
+        saved = np.asarray(be.to_host(record.u_saved), dtype=np.float64)
+        g_h = np.asarray(be.to_host(g), dtype=np.float64)
+        for r in rows:
+            t = float(t_saved[r])
+            g_t[times[t]] += float(request.f_host(saved[r], t) @ g_h[r])
+    return be.asarray(g_t)
+
+
+def transposed_jump(request: GradientRequest, event: Any, lam_plus: Any,
+                    g_t: Any, g_u: Any, want_p: bool) -> tuple[Any, Any]:
+    """The adjoint of an event: ``(lam-, p-bar)`` from the cotangent ``lam+`` of the state
+    after it and the cotangents ``g_t``, ``g_u`` of the event's time and state.
+
+    With ``a`` the affect, ``g`` the condition and ``D = g_u . f(u-) + g_t``, the forward
+    (saltation) update of the sensitivities is ``S+ = A_u S- + A_p + w dt*/dx`` with
+    ``w = A_u f(u-) + A_t - f(u+)`` and ``dt*/dx = -(g_u S- + g_p) / D`` (implicit function
+    theorem; Hiskens & Pai, *IEEE TCAS-I* 47, 2000). Its transpose, with the cotangents of
+    the event time ``g_t`` and of the event state ``u(t*) `` (``g_u-bar``; that state moves
+    with ``t*``, ``d u(t*)/dx = S- + f(u-) dt*/dx``)::
+
+        T = g_t + w . lam+ + f(u-) . g_u-bar,   lam- = A_u^T lam+ - (T / D) g_u + g_u-bar,
+        p-bar = A_p^T lam+ - (T / D) g_p.
+
+    A discrete callback's time is a step end, fixed: ``T`` does not enter.
+    """
+    from autodiffeq.callbacks import event_jacobians
+
+    be = request.backend
+    cb = request.callbacks[event.index]
+    u_minus = np.asarray(be.to_host(event.u_minus), dtype=np.float64).reshape(-1)
+    u_plus = np.asarray(be.to_host(event.u_plus), dtype=np.float64).reshape(-1)
+    lam = np.asarray(be.to_host(lam_plus), dtype=np.float64).reshape(-1)
+    p_flat = _p_flat(request) if request.n_p else None
+    jac = event_jacobians(cb, request.shape, u_minus, request.prob.p, p_flat, event.t)
+    lam_minus = jac.A_u.T @ lam
+    p_bar = jac.A_p.T @ lam if p_flat is not None else None
+    if cb.continuous:
+        f_minus = request.f_host(u_minus, event.t)
+        f_plus = request.f_host(u_plus, event.t)
+        D, _ = jac.time_sensitivity(f_minus)
+        w = jac.A_u @ f_minus + jac.A_t - f_plus
+        T = float(w @ lam) + (0.0 if g_t is None else float(g_t))
+        if g_u is not None:
+            # the event state u(t*) moves with t*: d u-/dx = S- + f(u-) dt*/dx
+            T += float(f_minus @ np.asarray(be.to_host(g_u), dtype=np.float64).reshape(-1))
+        lam_minus = lam_minus - (T / D) * jac.g_u
+        if p_bar is not None:
+            p_bar = p_bar - (T / D) * jac.g_p
+    if g_u is not None:
+        lam_minus = lam_minus + np.asarray(be.to_host(g_u), dtype=np.float64).reshape(-1)
+    dtype = lam_plus.dtype
+    return (be.asarray(lam_minus, dtype=dtype),
+            None if (p_bar is None or not want_p) else be.asarray(p_bar, dtype=dtype))
 
 
 class DiscreteAdjoint(SensitivityMethod):
@@ -246,17 +369,18 @@ class DiscreteAdjoint(SensitivityMethod):
             # every step is an output: its state is kept by the solve anyway
             rec = StepCheckpoints(t0, u0, max_states=2**62, stride=fixed,
                                   stage_budget=MEMORY_BUDGET if reuse else 0)
-            sol = request.solve(_step_recorder=rec)
+            sol = request.solve(observers=(rec,))
             record = record_from_solution(request, sol)
         else:
             rec = StepCheckpoints(t0, u0, max_states=MEMORY_BUDGET // max(n, 1), stride=fixed,
                                   stage_budget=MEMORY_BUDGET if reuse else 0)
-            sol = request.solve(saveat=request.saveat, _step_recorder=rec)
+            sol = request.solve(saveat=request.saveat, observers=(rec,))
             ts = np.asarray(rec.ts, dtype=np.float64)
             t_out = np.asarray(sol.t, dtype=np.float64)
             hit = np.isin(t_out, request.saveat)  # a failed solve appends where it stopped
             tdir = 1.0 if request.prob.tspan[1] > request.prob.tspan[0] else -1.0
-            index = np.searchsorted(tdir * ts, tdir * t_out[hit])
+            # the last grid point at each time: after a jump, the state after it
+            index = np.searchsorted(tdir * ts, tdir * t_out[hit], side="right") - 1
             saved = xp.reshape(sol.u, (len(t_out), n))
             saved = xp.take(saved, xp.asarray(np.flatnonzero(hit)), axis=0)
             record = ForwardRecord(sol, ts, None, index, {"saved": saved})
@@ -264,9 +388,15 @@ class DiscreteAdjoint(SensitivityMethod):
         record.extra["checkpoints"] = rec.states
         record.extra["stages"] = rec.stages
         record.extra["made_by"] = rec.made_by
+        record.extra["jumps"] = rec.jumps
+        record.extra["event_grid"] = rec.events
         return record
 
-    def vjp(self, request: GradientRequest, record: ForwardRecord, g: Any) -> tuple[Any, Any]:
+    def vjp(self, request: GradientRequest, record: ForwardRecord, g: Any,
+            events: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
+        """The transposed steps (module doc); at an event, the transposed jump (the adjoint
+        of the saltation update, :func:`transposed_jump`) with the cotangents ``events =
+        (g_t, g_u)`` of the event times and states, in the order the events happened."""
         be = request.backend
         xp = be.xp
         want_p = request.wrt_p and request.n_p > 0
@@ -283,6 +413,26 @@ class DiscreteAdjoint(SensitivityMethod):
         checkpoints = record.extra["checkpoints"]
         stages = record.extra.get("stages")
         made_by = record.extra.get("made_by")
+        jumps = record.extra.get("jumps") or {}
+        event_grid = record.extra.get("event_grid") or []
+        if events is not None and event_grid:
+            events = (moving_rows_cotangent(request, record, g, events[0], event_grid),
+                      events[1])
+        event_order = {id(ev): j for j, (_, ev) in enumerate(event_grid)}
+        lam_p = None
+        for j, (k, ev) in enumerate(event_grid):
+            if k in jumps and jumps[k] is ev:
+                continue  # transposed at its jump step below
+            # an event that left the state as it was: its time and state depend on the
+            # state there, a cotangent of that grid point (transposed_jump with lam+ = 0)
+            if events is None:
+                continue
+            zero = xp.zeros((request.n,), dtype=g.dtype)
+            d_u, d_p = transposed_jump(request, ev, zero, events[0][j], events[1][j, ...],
+                                       want_p)
+            G[k] = d_u if k not in G else G[k] + d_u
+            if want_p and d_p is not None:
+                lam_p = d_p if lam_p is None else lam_p + d_p
         composite = stepper
         if made_by is not None:  # a composite: each step is transposed by its component
             if len(made_by) != n_steps:
@@ -291,17 +441,27 @@ class DiscreteAdjoint(SensitivityMethod):
         lam = G.get(n_steps)
         if lam is None:
             lam = xp.zeros((request.n,), dtype=checkpoints[0].dtype)
-        lam_p = None
         segment: list[Any] = []
         seg_start = -1
         for k in range(n_steps - 1, -1, -1):
-            if every == 1:
+            if k in jumps:
+                ev = event_order[id(jumps[k])]
+                g_t = None if events is None else events[0][ev]
+                g_u = None if events is None else events[1][ev, ...]
+                lam, dp = transposed_jump(request, jumps[k], lam, g_t, g_u, want_p)
+                if want_p and dp is not None:
+                    lam_p = dp if lam_p is None else lam_p + dp
+                if k in G:
+                    lam = lam + G[k]
+                continue
+            if every == 1 or k in checkpoints:
                 u_k = checkpoints[k]
             else:
                 start = (k // every) * every
                 if start != seg_start:
                     segment = self._recompute(composite, ts, checkpoints[start],
-                                              start, min(start + every, n_steps), made_by)
+                                              start, min(start + every, n_steps), made_by,
+                                              jumps)
                     seg_start = start
                 u_k = segment[k - start]
             t, dt = float(ts[k]), float(ts[k + 1] - ts[k])
@@ -323,13 +483,17 @@ class DiscreteAdjoint(SensitivityMethod):
     @staticmethod
     def _recompute(
         stepper: Any, ts: np.ndarray, u: Any, start: int, stop: int,
-        made_by: list[int] | None = None,
+        made_by: list[int] | None = None, jumps: dict[int, Any] | None = None,
     ) -> list[Any]:
         """States at steps ``start..stop-1`` from the checkpoint at ``start`` (same steps; a
         composite's steps by the components that made them)."""
         states = [u]
         for k in range(start, stop - 1):
             t, dt = float(ts[k]), float(ts[k + 1] - ts[k])
+            if jumps is not None and k in jumps:
+                u = jumps[k].u_plus
+                states.append(u)
+                continue
             sub = stepper if made_by is None else stepper.components[made_by[k]]
             sub.init(t, u, sub.rhs.f(u, t))
             u, _ = sub.step(t, u, dt)

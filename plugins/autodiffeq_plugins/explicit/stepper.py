@@ -126,7 +126,6 @@ class ExplicitRKStepper(Stepper):
         P = interpolation_matrix(tab)
         self._P = backend.asarray(P, dtype=dtype)
         self._powers = backend.asarray(np.arange(1, P.shape[1] + 1, dtype=np.float64), dtype=dtype)
-        self.dense_order_value = tab.dense_order
         if tab.extra is not None:
             self._extra_c = [float(x) for x in tab.extra.c]
             self._extra_A = backend.asarray(np.asarray(tab.extra.A, dtype=np.float64), dtype=dtype)
@@ -206,7 +205,6 @@ class ExplicitRKStepper(Stepper):
 
     def _check_stiffness(self) -> None:
         """Hairer's test on the last two stages (both at c = 1 for DP5/Tsit5-type pairs)."""
-        xp = self.xp
         y_prev, y_last = self._y_prev
         self._y_prev = None
         dk = self.K[self.s - 1, ...] - self.K[self.s - 2, ...]
@@ -226,7 +224,6 @@ class ExplicitRKStepper(Stepper):
                     )
             else:
                 self._stiff_hits = max(0, self._stiff_hits - 1)
-        del xp
 
     def dense_data(self) -> Any:
         return self.xp.asarray(self.K, copy=True)

@@ -25,7 +25,7 @@ sizes held fixed — the gradient ``DiscreteAdjoint`` and ``ReverseMode`` comput
 other side. Gradients are then products with ``S``
 at the saved times: ``g -> sum_i g_i^T S(t_i)`` (VJP) and ``(du0, dp) -> S(t_i) [du0; dp]``
 (JVP). It costs one solve of an ``n (k + 1)``-dimensional system: best for few inputs (the
-``sensealg=None`` choice for ``len(u0) + len(p) <= 100``, DESIGN §6).
+``sensealg=None`` choice for ``len(u0) + len(p) <= 100``, docs/gradients.md).
 
 Products ``J S + F_p E`` (:class:`AugmentedSystem`), from :class:`~autodiffeq.RHSDerivatives`:
 
@@ -449,7 +449,12 @@ class ForwardSensitivity(SensitivityMethod):
             control = {"error_components": aug.n if user is None else min(int(user), aug.n)}
         aug_prob = aug.problem(s0t)
         options = {**aug.tolerances(), **control}
+        log: list[tuple[Any, ...]] = []
+        if request.callbacks:
+            options["callback"] = [augmented_callback(aug, i, cb, log)
+                                   for i, cb in enumerate(request.callbacks)]
         sol = request.solve(prob=aug_prob, **options)
+        log = list(log)  # a dense re-solve (sol(t)) appends again
         xp = request.backend.xp
         n, k = aug.n, aug.k
         ts = np.asarray(sol.t, dtype=np.float64)
@@ -464,19 +469,62 @@ class ForwardSensitivity(SensitivityMethod):
         record = ForwardRecord(
             sol, ts, ys[:, :n], index,
             {"st": st, "n_u0": aug.n_u0, "k": k, "s_init": s_init,
-             "augmented": (aug_prob, options)},
+             "augmented": (aug_prob, options),
+             "events": [(i, t, u_minus) for i, t, u_minus, *_ in log],
+             # the total derivative of the event state u(t*): S- + f(u-) dt*/dx
+             "event_sensitivities": [(s_minus + np.outer(f_minus, dtdx), dtdx)
+                                     for *_, s_minus, dtdx, f_minus in log]},
         )
+        if log:
+            _move_rows_at_events(request, record, log)
         logger.debug(
             "ForwardSensitivity: %d steps of the %d-dimensional augmented system",
             len(ts) - 1, n * (k + 1),
         )
         return record
 
-    def vjp(self, request: GradientRequest, record: ForwardRecord, g: Any) -> tuple[Any, Any]:
-        return self.interpolation_vjp(request, record, record.extra["st"], g)
+    def vjp(self, request: GradientRequest, record: ForwardRecord, g: Any,
+            events: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
+        """``S^T g`` over the saved states, plus for each event ``g_t dt*/dx + S(t*-)^T g_u``
+        (the cotangents of its time and state)."""
+        g_u0, g_p = self.interpolation_vjp(request, record, record.extra["st"], g)
+        if not events or not record.extra["event_sensitivities"]:
+            return g_u0, g_p
+        be = request.backend
+        g_t = np.asarray(be.to_host(events[0]), dtype=np.float64).reshape(-1)
+        g_ue = np.asarray(be.to_host(events[1]), dtype=np.float64).reshape(len(g_t), -1)
+        extra = np.zeros(record.extra["k"])
+        for j, (s_minus, dtdx) in enumerate(record.extra["event_sensitivities"]):
+            extra += g_t[j] * dtdx + s_minus.T @ g_ue[j]
+        n_u0 = record.extra["n_u0"]
+        dtype = record.extra["st"].dtype
+        if g_u0 is not None:
+            g_u0 = g_u0 + be.asarray(extra[:n_u0], dtype=dtype)
+        if g_p is not None:
+            g_p = g_p + be.asarray(extra[n_u0:], dtype=dtype)
+        return g_u0, g_p
 
     def jvp(self, request: GradientRequest, record: ForwardRecord, du0: Any, dp: Any) -> Any:
-        return self.interpolation_jvp(request, record, record.extra["st"], du0, dp)
+        """The tangent of the saved states; with callbacks also of the event times and
+        states, ``(dU, dt_events, du_events)``."""
+        d_u = self.interpolation_jvp(request, record, record.extra["st"], du0, dp)
+        if not request.callbacks:
+            return d_u
+        be = request.backend
+        n_u0 = record.extra["n_u0"]
+        parts = []
+        if n_u0:
+            parts.append(np.zeros(n_u0) if du0 is None
+                         else np.asarray(be.to_host(du0), dtype=np.float64).reshape(-1))
+        if request.n_p:
+            parts.append(np.zeros(request.n_p) if dp is None
+                         else np.asarray(be.to_host(dp), dtype=np.float64).reshape(-1))
+        v = np.concatenate(parts) if parts else np.zeros(0)
+        sens = record.extra["event_sensitivities"]
+        d_t = np.asarray([dtdx @ v for _, dtdx in sens])
+        d_ue = (np.stack([s_minus @ v for s_minus, _ in sens]) if sens
+                else np.zeros((0, request.n)))
+        return d_u, d_t, d_ue
 
     def interpolate(
         self, request: GradientRequest, record: ForwardRecord, ts: np.ndarray
@@ -546,12 +594,115 @@ class ForwardSensitivity(SensitivityMethod):
         )
 
 
+def _move_rows_at_events(request: GradientRequest, record: ForwardRecord,
+                         log: list[tuple[Any, ...]]) -> None:
+    """A state saved at a continuous event's time (both sides of a jump, the end of a
+    terminal solve) moves with that time: its sensitivity is ``S + f(u) dt*/dx``."""
+    be = request.backend
+    times = {}
+    for i, t, *_rest in log:
+        if request.callbacks[i].continuous:
+            times.setdefault(t, _rest[2])  # dt*/dx
+    if not times:
+        return
+    t_saved = record.t_saved
+    rows = [r for r, t in enumerate(t_saved) if float(t) in times]
+    if not rows:
+        return
+    st = np.array(be.to_host(record.extra["st"]), dtype=np.float64)
+    saved = np.asarray(be.to_host(record.u_saved), dtype=np.float64)
+    for r in rows:
+        t = float(t_saved[r])
+        st[r] += np.outer(times[t], request.f_host(saved[r], t))
+    record.extra["st"] = be.asarray(st, dtype=record.extra["st"].dtype)
+
+
+def augmented_callback(aug: AugmentedSystem, index: int, cb: Any,
+                       log: list[tuple[Any, ...]]) -> Any:
+    """The user's callback ``cb`` on the augmented state ``y = [u, S^T]``: the condition
+    reads ``u``; the affect updates ``u`` and applies the saltation update to ``S``
+    (Hiskens & Pai, *IEEE TCAS-I* 47, 2000)::
+
+        dt*/dx = -(g_u S- + g_p) / D,   D = g_u . f(u-) + g_t,
+        S+ = A_u S- + A_p + (A_u f(u-) + A_t - f(u+)) dt*/dx
+
+    (``A``: the affect's Jacobians, ``g``: the condition's gradient; a discrete callback's
+    time is a step end, so ``dt*/dx = 0``). Each event appends ``(index, t*, u-, S-,
+    dt*/dx, f(u-))`` to ``log`` (``f(u-) = 0`` for a discrete callback)."""
+    from autodiffeq.callbacks import ContinuousCallback, DiscreteCallback, event_jacobians
+
+    be = aug.backend
+    xp = aug.xp
+    n, k, n_u0, m = aug.n, aug.k, aug.n_u0, aug.m
+    shape = aug.shape
+    prob = aug.request.prob
+    p_flat = aug.p_flat if m > 0 else None
+
+    def shaped(u: Any) -> Any:
+        return u if len(shape) == 1 else xp.reshape(u, shape)
+
+    def condition(y: Any, t: float) -> Any:
+        return cb.call_condition(shaped(y[:n]), prob.p, t)
+
+    def affect(y: Any, t: float) -> Any:
+        host = np.asarray(be.to_host(y), dtype=np.float64)
+        if cb.affect is None:
+            # the state is left as it is, so are its sensitivities (S+ = S- as f+ = f-):
+            # only the event time's derivative is recorded
+            u_minus = host[:n]
+            s_minus = host[n:].reshape(k, n).T
+            jac = event_jacobians(cb, shape, u_minus, prob.p, p_flat, t)
+            dtdx = np.zeros(k)
+            f_minus = np.zeros(n)
+            if cb.continuous:
+                f_minus = aug.request.f_host(u_minus, t)
+                D, g_u = jac.time_sensitivity(f_minus)
+                g_x = g_u @ s_minus
+                if m:
+                    g_x[n_u0:] += jac.g_p
+                dtdx = -g_x / D
+            log.append((index, float(t), u_minus.copy(), s_minus.copy(), dtdx, f_minus))
+            return y
+        u_minus = host[:n]
+        s_minus = host[n:].reshape(k, n).T  # (n, k)
+        jac = event_jacobians(cb, shape, u_minus, prob.p, p_flat, t)
+        u_plus_b = cb.call_affect(shaped(xp.asarray(y[:n], copy=True)), prob.p, t)
+        u_plus = np.asarray(be.to_host(be.asarray(u_plus_b)), dtype=np.float64).reshape(-1)
+        if u_plus.shape != (n,):
+            from autodiffeq.errors import ShapeMismatch
+
+            raise ShapeMismatch(f"affect of callback {index} returned {u_plus.size} values, "
+                                f"but the state has {n}")
+        s_plus = jac.A_u @ s_minus
+        if m:
+            s_plus[:, n_u0:] += jac.A_p
+        dtdx = np.zeros(k)
+        f_minus = np.zeros(n)
+        if cb.continuous:
+            f_minus = aug.request.f_host(u_minus, t)
+            f_plus = aug.request.f_host(u_plus, t)
+            D, g_u = jac.time_sensitivity(f_minus)
+            g_x = g_u @ s_minus
+            if m:
+                g_x[n_u0:] += jac.g_p
+            dtdx = -g_x / D
+            s_plus += np.outer(jac.A_u @ f_minus + jac.A_t - f_plus, dtdx)
+        log.append((index, float(t), u_minus.copy(), s_minus.copy(), dtdx, f_minus))
+        return be.asarray(np.concatenate([u_plus, s_plus.T.reshape(-1)]), dtype=y.dtype)
+
+    if cb.continuous:
+        return ContinuousCallback(condition, affect, direction=cb.direction,
+                                  terminal=cb.terminal, interp_points=cb.interp_points)
+    return DiscreteCallback(condition, affect, terminal=cb.terminal)
+
+
 def _save_index(request: GradientRequest, ts: np.ndarray) -> np.ndarray:
     """Rows of the step grid ``ts`` that are outputs (as ``record_from_solution`` does)."""
     if request.saveat is None:
         return np.arange(len(ts))
     tdir = 1.0 if request.prob.tspan[1] > request.prob.tspan[0] else -1.0
-    pos = np.searchsorted(tdir * ts, tdir * request.saveat)
+    # the last grid point at each time: after an event, the state after it
+    pos = np.searchsorted(tdir * ts, tdir * request.saveat, side="right") - 1
     pos = np.clip(pos, 0, len(ts) - 1)
     hit = ts[pos] == request.saveat
     return pos[hit]

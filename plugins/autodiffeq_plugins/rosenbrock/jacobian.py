@@ -5,7 +5,7 @@ A Rosenbrock step needs ``J = df/du`` and ``f_t = df/dt`` at ``(u_n, t_n)`` (Hai
 
     jac = jacobian_source(rhs, mode)        # a JacobianSource
     J, nf = jac(u, t, f0)                   # dense (n x n) backend array or sparse CSC matrix
-    ft, nf = time_derivative(rhs, u, t, f0, dt)     # third order in t
+    ft, nf = TimeDerivative(rhs, autonomous)(u, t, f0, dt)     # third order in t
 
 Jacobian sources (solver option ``jac_mode``, :data:`JAC_MODES`):
 
@@ -14,7 +14,9 @@ Jacobian sources (solver option ``jac_mode``, :data:`JAC_MODES`):
 - ``"autograd"``: exact, by autograd's reverse mode (NumPy backend, ``f`` written with
   ``autograd.numpy``); one traced evaluation and ``n`` backward passes.
 - ``"fd"``: dense second-order one-sided differences, ``2n`` evaluations
-  (:class:`FiniteDifferenceJacobian`); ``"fd_forward"``: first order, ``n`` evaluations.
+  (:class:`FiniteDifferenceJacobian`, the increments scaled per component, differenced by
+  :func:`autodiffeq.derivatives.jacobian_fd_dense`); ``"fd_forward"``: first order, ``n``
+  evaluations.
 - ``"sparse_fd"``: second-order differences compressed by column colouring of
   ``ODEProblem(jac_prototype=...)`` (Curtis, Powell & Reid 1974): ``2 x (number of colours)``
   evaluations, e.g. 24 for the 2048-state 2-D Brusselator; the Jacobian is a
@@ -33,7 +35,7 @@ as ``jac_mode="autograd"`` (exact; worth it for badly scaled ``f`` where differe
 
 Time derivative (:class:`TimeDerivative`): ``ODEProblem(tgrad=...)`` if given; nothing for an
 autonomous ``f`` (solver option ``autonomous``, or detected once per solve by
-:func:`looks_autonomous`); else :func:`time_derivative`.
+:func:`looks_autonomous`); else :func:`autodiffeq.derivatives.time_derivative_fd`.
 """
 
 from __future__ import annotations
@@ -42,16 +44,18 @@ import abc
 import math
 import sys
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 from autodiffeq.backend import Backend
 from autodiffeq.derivatives import (
+    TIME_FD_FRACTION,  # noqa: F401 - re-exported for the stepper's traced f_t (same nodes)
+    TIME_FD_ORDER,  # noqa: F401
     AutogradUntraceable,
     SparsityPlan,
-    fd_increments,
+    derivative_weights,  # noqa: F401
     jacobian_autograd,
-    second_order_nodes,
+    jacobian_fd_dense,
+    time_derivative_fd,
 )
 from autodiffeq.errors import InvalidArgument, ShapeMismatch, UnsupportedCombination
 from autodiffeq.stepper import RHS
@@ -188,9 +192,8 @@ class FiniteDifferenceJacobian(JacobianSource):
         return self.SCALE_FRACTION * self._scale
 
     def __call__(self, u: Any, t: float, f0: Any) -> tuple[Any, int]:
-        xp = self.rhs.backend.xp
-        J = fd_jacobian(self.rhs.f, u, t, f0, xp, self.typical(u), self.order)
-        return J, self.order * u.shape[0]
+        return jacobian_fd_dense(self.rhs.f, u, t, f0, self.rhs.backend.xp, self.typical(u),
+                                 self.order)
 
 
 class SparseFiniteDifferenceJacobian(FiniteDifferenceJacobian):
@@ -299,43 +302,6 @@ class AutogradJacobian(JacobianSource):
         return J, 0
 
 
-def fd_jacobian(
-    f: Callable[[Any, float], Any],
-    u: Any,
-    t: float,
-    f0: Any,
-    xp: Any,
-    typical: Any = 1.0,
-    order: int = 2,
-) -> Any:
-    """Dense finite-difference Jacobian of ``f(u, t)`` at ``u`` (``f0 = f(u, t)``, not a
-    buffer that ``f`` overwrites), one-sided, first or second order (see
-    :class:`FiniteDifferenceJacobian`); ``order * n`` evaluations of ``f``. The perturbed
-    states are the rows of one ``u + diag(h)`` matrix and the columns are combined in one
-    vectorised expression; each value of ``f`` is copied into a preallocated row before the
-    next call, so ``f`` may return the same output buffer every time."""
-    n = u.shape[0]
-    eps = float(xp.finfo(u.dtype).eps)
-    eye = xp.eye(n, dtype=u.dtype)
-    if order == 1:
-        h = fd_increments(xp, u, eps, typical)  # sqrt(eps) * max(|u|, typical), exact
-        Ua = u[None, :] + eye * h[None, :]
-        Fa = xp.empty((n, n), dtype=u.dtype)
-        for j in range(n):
-            Fa[j, ...] = f(Ua[j, ...], t)
-        return (xp.matrix_transpose(Fa) - f0[:, None]) / h[None, :]
-    a, b, ca, cb, c0 = second_order_nodes(xp, u, eps, typical)
-    Ua = u[None, :] + eye * a[None, :]
-    Ub = u[None, :] + eye * b[None, :]
-    Fa = xp.empty((n, n), dtype=u.dtype)
-    Fb = xp.empty((n, n), dtype=u.dtype)
-    for j in range(n):
-        Fa[j, ...] = f(Ua[j, ...], t)
-        Fb[j, ...] = f(Ub[j, ...], t)
-    return (xp.matrix_transpose(Fa) * ca[None, :] - xp.matrix_transpose(Fb) * cb[None, :]
-            - f0[:, None] * c0[None, :])
-
-
 def jacobian_source(rhs: RHS, mode: str = "auto") -> JacobianSource:
     """The Jacobian source for ``rhs``'s problem under ``mode`` (see :data:`JAC_MODES`)."""
     if mode not in JAC_MODES:
@@ -357,62 +323,6 @@ def jacobian_source(rhs: RHS, mode: str = "auto") -> JacobianSource:
 
 
 # ------------------------------------------------------------------------- time derivative
-#: order of the one-sided difference for ``f_t`` (``TIME_FD_ORDER`` extra evaluations)
-TIME_FD_ORDER = 3
-#: its node spacing as a fraction of the step
-TIME_FD_FRACTION = 1e-2
-
-
-def time_derivative(rhs: RHS, u: Any, t: float, f0: Any, dt: float) -> tuple[Any, int]:
-    """``df/dt (u, t)`` by a one-sided third-order difference toward ``t + dt``; returns
-    ``(f_t, number of f evaluations)``, with ``f_t = None`` when ``f`` does not change at all
-    over the first node (an ``f`` that does not depend on ``t`` here: one evaluation instead
-    of three).
-
-    Nodes ``t + x_k``, ``x_k ~ k h`` (k = 0..3, spacings as actually represented), weights
-    ``L_k'(0)`` of the Lagrange basis (``-11/6, 3, -3/2, 1/3`` over ``h`` when exact), with
-    ``h = TIME_FD_FRACTION * |dt|`` (at least ``16 eps |t|``, the resolution of ``t``), in
-    the direction of the step so that ``f`` is never evaluated before ``t0``.
-
-    Why this accuracy and this spacing: ``f_t`` enters a step as ``dt**2 f_t / 2``. Rounding
-    (``~7 eps |f| / h``) then contributes ``~3 eps |dt f| / TIME_FD_FRACTION`` per step, a
-    global ``~1e-13`` relative; truncation (``h**3 |d4f/dt4| / 4``) contributes
-    ``~1e-7 dt**5 |d4f/dt4|``, below every method's own local error. A spacing tied to ``|t|``
-    instead of ``|dt|`` is wrong at large ``t`` (a step of 0.1 at ``t = 1e3`` would difference
-    over 0.1), and a forward difference (error ``sqrt(eps)``) leaves a global error
-    ``~1e-8 dt`` that hides the order of Rodas4 and Rodas5P below errors of ``1e-11``.
-    """
-    xp = rhs.backend.xp
-    eps = float(xp.finfo(u.dtype).eps)
-    p = TIME_FD_ORDER
-    h = max(TIME_FD_FRACTION * abs(dt), 16.0 * eps * abs(t), 1e-300)
-    h = -h if dt < 0 else h
-    nodes = [(t + k * h) - t for k in range(1, p + 1)]
-    weights = derivative_weights(nodes)
-    first = rhs.f(u, t + nodes[0])
-    if bool(xp.all(first == f0)):
-        return None, 1
-    acc = first * weights[0]
-    for x, w in zip(nodes[1:], weights[1:]):
-        acc = acc + rhs.f(u, t + x) * w
-    return acc - f0 * sum(weights), p
-
-
-def derivative_weights(nodes: list[float]) -> list[float]:
-    """Weights ``w_k`` with ``g'(0) ~ sum_k w_k (g(x_k) - g(0))`` for distinct nonzero nodes
-    ``x_k``: the derivatives at 0 of the Lagrange basis on ``{0, x_1, ..., x_p}``."""
-    weights = []
-    for k, xk in enumerate(nodes):
-        num = 1.0
-        den = xk  # the factor (x_k - 0)
-        for m, xm in enumerate(nodes):
-            if m != k:
-                num *= -xm
-                den *= xk - xm
-        weights.append(num / den)
-    return weights
-
-
 #: fractions of the time span at which :func:`looks_autonomous` probes ``f``
 AUTONOMY_PROBES = (0.0123456789, 0.381966, 0.618034, 0.854102, 1.0)
 
@@ -464,7 +374,8 @@ def looks_autonomous(rhs: RHS, t0: float, u0: Any, f0: Any, t1: float | None) ->
 
 class TimeDerivative:
     """``f_t`` at a step point: from ``ODEProblem(tgrad=...)``, ``None`` for an autonomous
-    ``f``, else :func:`time_derivative` (``(f_t, f evaluations)`` from :meth:`__call__`)."""
+    ``f``, else :func:`autodiffeq.derivatives.time_derivative_fd` (``(f_t, f evaluations)``
+    from :meth:`__call__`)."""
 
     def __init__(self, rhs: RHS, autonomous: bool | None) -> None:
         if autonomous is not None and not isinstance(autonomous, bool):
@@ -506,7 +417,7 @@ class TimeDerivative:
                                         f"the state's shape {rhs.shape}")
                 ft = be.xp.reshape(ft, (rhs.n,))
             return ft, 0
-        return time_derivative(self.rhs, u, t, f0, dt)
+        return time_derivative_fd(self.rhs.f, u, t, f0, dt, self.rhs.backend.xp)
 
 
 def as_square_matrix(value: Any, backend: Backend, dtype: Any, n: int, what: str) -> Any:

@@ -1,4 +1,4 @@
-"""Small neural networks that carry their own derivatives (DESIGN §6).
+"""Small neural networks that carry their own derivatives (docs/gradients.md).
 
 A :class:`MLP` is a right-hand side ``f(u, p, t)`` whose parameters are **one flat array**
 ``p``, so that ``autograd.grad`` with respect to ``p`` works through :func:`autodiffeq.solve`

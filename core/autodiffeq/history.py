@@ -1,0 +1,157 @@
+"""The dense history of a solve: the accepted steps, readable while the solve runs.
+
+:class:`DenseHistory` holds, per accepted step, its start time, the states at both ends, the
+stepper's interpolation data and (for a composite stepper) which component made it. It is
+filled by the integration driver and can be evaluated at any time already passed during the
+solve (the history lookup of a delay equation) and afterwards (``sol(t)``). A jump of the state
+(an event's affect) is kept as a step boundary with two states: evaluation is right-continuous
+there (at the event time it gives the state after the jump), except at the end of the solve.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import DenseOutputError
+
+_EPS = float(np.finfo(np.float64).eps)
+
+
+class DenseHistory:
+    """Accepted steps of one solve (see the module docstring).
+
+    Attributes:
+        ts: step start times and the final time (host floats; a jump repeats a time).
+        us: the states at those times (backend arrays; at a repeated time the second is the
+            state after the jump).
+        data: per step, the stepper's interpolation data (or ``None``); a jump has none.
+        made_by: per step, the index of the composite's component that made it (``None`` for
+            a plain stepper); ``-1`` marks a jump.
+    """
+
+    def __init__(self, stepper: Any, t0: float, u0: Any, tdir: float) -> None:
+        self.stepper = stepper
+        self.xp = stepper.xp
+        self.composite = bool(getattr(stepper, "components", ()))
+        self.tdir = tdir
+        self.ts: list[float] = [t0]
+        self.us: list[Any] = [u0]
+        self.data: list[Any] = []
+        self.made_by: list[int] | None = [] if self.composite else None
+        self._completed: dict[int, Any] = {}
+        self._stacked: tuple[int, Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def append_step(self, t_new: float, u_new: Any, data: Any, component: int | None) -> None:
+        self.ts.append(t_new)
+        self.us.append(u_new)
+        self.data.append(data)
+        if self.made_by is not None:
+            self.made_by.append(-1 if component is None else int(component))
+
+    def append_jump(self, t: float, u_plus: Any) -> None:
+        """The state jumps at ``t`` (the end of the last step) to ``u_plus``."""
+        self.ts.append(t)
+        self.us.append(u_plus)
+        self.data.append(_JUMP)
+        if self.made_by is not None:
+            self.made_by.append(-1)
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return float(self.ts[0]), float(self.ts[-1])
+
+    def solver_of(self, i: int) -> Any:
+        """The stepper (or composite component) that made step ``i``."""
+        if self.made_by is None:
+            return self.stepper
+        return self.stepper.components[self.made_by[i]]
+
+    def _states(self) -> Any:
+        count = len(self.us)
+        if self._stacked is None or self._stacked[0] != count:
+            self._stacked = (count, self.xp.stack(self.us))
+        return self._stacked[1]
+
+    def _step_data(self, i: int) -> Any:
+        got = self._completed.get(i)
+        if got is None:
+            data = self.data[i]
+            if data is None:
+                return None
+            h = float(self.ts[i + 1] - self.ts[i])
+            got = self.solver_of(i).complete_dense_data(float(self.ts[i]), h, self.us[i], data)
+            self._completed[i] = got
+        return got
+
+    def __call__(self, t: np.ndarray) -> Any:
+        """States at the host times ``t`` (1-D), as a backend array ``(len(t), n)``."""
+        xp = self.xp
+        if len(self.data) == 0:
+            raise DenseOutputError("sol(t): the solve made no step, there is nothing to "
+                                   "interpolate")
+        ts = np.asarray(self.ts, dtype=np.float64)
+        t0, t1 = float(ts[0]), float(ts[-1])
+        lo, hi = min(t0, t1), max(t0, t1)
+        slack = 64 * _EPS * max(abs(t0), abs(t1), 1.0)
+        bad = (t < lo - slack) | (t > hi + slack) | ~np.isfinite(t)
+        if bad.any():
+            first = float(t[np.argmax(bad)])
+            raise DenseOutputError(
+                f"sol(t): t={first!r} is outside the solved interval [{t0}, {t1}]"
+            )
+        t = np.clip(t, lo, hi)
+        key = self.tdir * ts
+        idx = np.searchsorted(key, self.tdir * t, side="right") - 1
+        idx = np.clip(idx, 0, len(ts) - 2)
+        # a jump is a zero-length step: at its time, the step after it (right-continuous);
+        # at the very end of a solve that ended on a jump, the step before it
+        is_jump = np.asarray([self.data[i] is _JUMP for i in idx.tolist()], dtype=bool)
+        if is_jump.any():
+            idx = np.where(is_jump, idx - 1, idx)
+        h = ts[idx + 1] - ts[idx]
+        theta = (t - ts[idx]) / h
+        states = self._states()
+        dtype = states.dtype
+        if self.made_by is None:
+            groups = [(self.stepper, np.arange(len(t)))]
+        else:
+            made = np.asarray(self.made_by, dtype=np.int64)[idx]
+            groups = [(self.stepper.components[c], np.flatnonzero(made == c))
+                      for c in np.unique(made).tolist()]
+        pieces, order = [], []
+        for solver, sel in groups:
+            i_sel = idx[sel]
+            uniq, inverse = np.unique(i_sel, return_inverse=True)
+            rows = [self._step_data(int(i)) for i in uniq.tolist()]
+            data = None
+            if rows and rows[0] is not None:
+                data = xp.take(xp.stack(rows), xp.asarray(inverse.reshape(-1)), axis=0)
+            ii = xp.asarray(i_sel)
+            values = solver.interpolate(
+                xp.asarray(theta[sel], dtype=dtype), xp.asarray(h[sel], dtype=dtype),
+                xp.take(states, ii, axis=0), xp.take(states, ii + 1, axis=0), data,
+            )
+            if len(groups) == 1:
+                return values
+            pieces.append(values)
+            order.append(sel)
+        # back to the order of the query times
+        perm = np.concatenate(order)
+        inverse = np.empty_like(perm)
+        inverse[perm] = np.arange(perm.size)
+        return xp.take(xp.concat(pieces, axis=0), xp.asarray(inverse), axis=0)
+
+
+class _Jump:
+    """Marker of a jump in :attr:`DenseHistory.data`."""
+
+    def __repr__(self) -> str:
+        return "<jump>"
+
+
+_JUMP = _Jump()
