@@ -30,6 +30,7 @@ import numpy as np
 
 from .backend import Backend
 from .errors import InvalidArgument, UnsupportedCombination
+from .jacobians import as_square_matrix, jacobian_source
 
 MODES = ("auto", "user", "autograd", "fd")
 
@@ -313,24 +314,28 @@ class RHSDerivatives:
 
     # ------------------------------------------------------------------ full matrices
     def jac(self, u: Any, t: float) -> Any:
-        """``df/du`` (n, n) as a dense backend array."""
+        """``df/du`` (n, n) as a dense backend array, from the core's Jacobian sources
+        (:func:`autodiffeq.jacobians.jacobian_source`: the user's ``jac``, autograd, or
+        second-order differences with the stiff solvers' increments)."""
         prob = self.problem
-        xp = self.xp
-        if self.mode == "user" and prob is not None and prob.jac is not None:
-            J = prob.jac(xp.reshape(u, self.shape), self.p, t) if callable(prob.jac) else prob.jac
-            if hasattr(J, "toarray"):  # scipy.sparse
-                J = J.toarray()
-            return xp.reshape(xp.asarray(J, dtype=self.dtype), (self.n, self.n))
-        if self.mode == "user" and self.user_vjp is not None:
+        if self.mode == "user" and (prob is None or prob.jac is None):
             return self._rows_from_vjp(u, t)[0]
-        if self.mode == "autograd":
-            from autograd import jacobian
+        source = self._jacobian_source()
+        f0 = self._f_backend(u, self.p, t) if source.mode.endswith("fd") else None
+        J, nf = source(u, t, f0)
+        self.nf += nf
+        return as_square_matrix(J, self.backend, self.dtype, self.n, "the Jacobian")
 
-            self.nf += self.n
-            g = self._flat_tuple(t)
-            p_flat = self._p_flat_host()
-            return jacobian(lambda uu: g((uu, p_flat)))(u)
-        return self._fd_columns(lambda x: self._f_backend(x, self.p, t), u, self.n)
+    def _jacobian_source(self) -> Any:
+        source = getattr(self, "_jac_source", None)
+        if source is None:
+            from .stepper import RHS
+
+            rhs = RHS(self.f, self.p, self.shape, self.dtype, self.backend, self.problem,
+                      convert_output=True)
+            mode = {"user": "user", "autograd": "autograd"}.get(self.mode, "fd")
+            source = self._jac_source = jacobian_source(rhs, mode)
+        return source
 
     def paramjac(self, u: Any, t: float) -> Any:
         """``df/dp`` (n, m) as a dense backend array."""

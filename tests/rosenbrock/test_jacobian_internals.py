@@ -1,7 +1,7 @@
-"""The Rosenbrock plugin's own unit tests of its internal Jacobian machinery. These import
-internal names on purpose: ``autodiffeq_plugins.rosenbrock.jacobian`` (the Jacobian source
-classes, the increment scale, the autonomy probes), the stepper's stored Jacobian, and the
-NumPy backend's LAPACK wrapper that the stepper's fast path calls. The public behaviour of
+"""Unit tests of the Jacobian machinery the Rosenbrock plugin uses: the core's
+``autodiffeq.jacobians`` (the Jacobian source classes, the increment scale, the autonomy
+probes), and, on purpose, two internal names: the stepper's stored Jacobian and the NumPy
+backend's LAPACK wrapper that the stepper's fast path calls. The public behaviour of
 the same machinery is tested through ``ade.solve`` in ``test_jacobian.py``,
 ``test_sparse.py`` and ``test_stage_paths.py``."""
 
@@ -12,9 +12,7 @@ import scipy.sparse as sp
 from scipy.linalg import get_lapack_funcs
 
 import autodiffeq as ade
-from autodiffeq.stepper import RHS
-from autodiffeq_plugins.numpy_backend.backend import _positional_getrs
-from autodiffeq_plugins.rosenbrock.jacobian import (
+from autodiffeq.jacobians import (
     AUTONOMY_PROBES,
     AutogradJacobian,
     FiniteDifferenceJacobian,
@@ -22,6 +20,8 @@ from autodiffeq_plugins.rosenbrock.jacobian import (
     UserJacobian,
     looks_autonomous,
 )
+from autodiffeq.stepper import RHS
+from autodiffeq_plugins.numpy_backend.backend import _positional_getrs
 
 from .conftest import K1, K2, K3, rober, rober_jac
 from .test_sparse import NN, PATTERN, T1, U0, _stepper, rd, rd_autograd, rd_jac_dense, rd_jac_sparse

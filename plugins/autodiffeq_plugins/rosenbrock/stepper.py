@@ -48,17 +48,15 @@ import numpy as np
 
 from autodiffeq.backend import Backend
 from autodiffeq.controller import PredictiveController
-from autodiffeq.stepper import RHS, Stepper
-
-from .jacobian import (
-    TIME_FD_FRACTION,
-    TIME_FD_ORDER,
+from autodiffeq.derivatives import TIME_FD_FRACTION, TIME_FD_ORDER, derivative_weights
+from autodiffeq.jacobians import (
     TimeDerivative,
     as_square_matrix,
-    derivative_weights,
     jacobian_source,
     sparse_namespace,
 )
+from autodiffeq.stepper import RHS, Stepper
+
 from .tableau import RosenbrockTableau
 
 

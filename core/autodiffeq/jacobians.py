@@ -1,4 +1,10 @@
-"""Jacobian and time-derivative acquisition for the Rosenbrock family.
+"""Jacobians ``df/du`` and time derivatives ``df/dt`` of a right-hand side: the core's one
+derivative layer for full matrices, used by the stiff solvers (``W = M/(gamma dt) - J``), the
+sensitivity methods (:class:`~autodiffeq.rhs_derivatives.RHSDerivatives` ``jac``) and anything a
+plugin builds on them. Products (``v^T J``, ``J v``) live in
+:mod:`autodiffeq.rhs_derivatives`; the difference formulas and the colouring in
+:mod:`autodiffeq.derivatives`. Strategies are chosen from the problem and the backend's
+declared capabilities (``"sparse"``, ``"autograd"``), never by a backend's name.
 
 A Rosenbrock step needs ``J = df/du`` and ``f_t = df/dt`` at ``(u_n, t_n)`` (Hairer & Wanner,
 *Solving ODEs II*, IV.7). This module hides where they come from behind one interface::
@@ -46,19 +52,16 @@ import sys
 import warnings
 from typing import Any
 
-from autodiffeq.backend import Backend
-from autodiffeq.derivatives import (
-    TIME_FD_FRACTION,  # noqa: F401 - re-exported for the stepper's traced f_t (same nodes)
-    TIME_FD_ORDER,  # noqa: F401
+from .backend import Backend
+from .derivatives import (
     AutogradUntraceable,
     SparsityPlan,
-    derivative_weights,  # noqa: F401
     jacobian_autograd,
     jacobian_fd_dense,
     time_derivative_fd,
 )
-from autodiffeq.errors import InvalidArgument, ShapeMismatch, UnsupportedCombination
-from autodiffeq.stepper import RHS
+from .errors import InvalidArgument, ShapeMismatch, UnsupportedCombination
+from .stepper import RHS
 
 JAC_MODES = ("auto", "user", "autograd", "fd", "fd_forward", "sparse_fd")
 
