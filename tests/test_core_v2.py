@@ -495,3 +495,22 @@ def test_events_at_one_time_without_end_are_an_event_loop():
     assert not any(handler.record(0, 1.0, u, u) for _ in range(MAX_EVENTS_AT_ONE_TIME - 1))
     assert handler.record(0, 1.0 + 2e-16, u, u)
     assert not handler.record(0, 1.5, u, u)
+
+
+def test_registered_problem_classes_are_package_attributes():
+    class GadgetProblem(ade.ODEProblem):
+        problem_type = "Gadget"
+
+    class Plugin:
+        @ade.hookimpl
+        def autodiffeq_register_problem_types(self, register):
+            register(ade.ProblemTypeSpec("Gadget", GadgetProblem, ScaledAdapter()))
+
+    reg = ade.registry()
+    reg.register_plugin(Plugin(), name="gadget_problem")
+    try:
+        assert ade.GadgetProblem is GadgetProblem
+    finally:
+        reg.unregister_plugin("gadget_problem")
+    with pytest.raises(AttributeError, match="GadgetProblem"):
+        _ = ade.GadgetProblem

@@ -610,3 +610,92 @@ def test_event_loop_stops_with_a_retcode_and_a_warning():
     assert 2 <= len(t_ev) <= 10_000
     np.testing.assert_allclose(t_ev, 1.0, rtol=0, atol=1e-6)
     assert sol.t[-1] == pytest.approx(1.0, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- review cases
+def _scipy_bounces(g, c, e, x0, t_end):
+    """Reference: SciPy DOP853 at rtol 1e-12, restarted at each impact (x = 0, v -> -e v)."""
+    from scipy.integrate import solve_ivp
+
+    def hit(t, y):
+        return y[0]
+
+    hit.terminal, hit.direction = True, -1
+    t0, u, times = 0.0, np.array([x0, 0.0]), []
+    while True:
+        r = solve_ivp(lambda t, y: [y[1], -g - c * y[1]], (t0, t_end), u, method="DOP853",
+                      events=hit, rtol=1e-12, atol=1e-14)
+        if r.status != 1:
+            return np.array(times), r.y[:, -1]
+        t0 = float(r.t_events[0][0])
+        times.append(t0)
+        u = np.array([0.0, -e * r.y_events[0][0][1]])
+
+
+@pytest.mark.parametrize("alg", [None, "Tsit5", "Vern7", "Rodas5P"])
+def test_a_reflecting_affect_fires_once_per_crossing(alg):
+    """A ball with drag and direction=0: the step onto each impact ends a local error beyond
+    the root, and the reflected motion crosses back over it within ~1e-8 s. That is not an
+    event (the crossing is measured from what is left at the event): 5 bounces in [0, 2.5],
+    as the SciPy reference, and the final state agrees."""
+    g, c, e = 9.81, 0.3, 0.8
+    prob = ade.ODEProblem(lambda u, p, t: np.array([u[1], -g - c * u[1]]), [1.0, 0.0],
+                          (0.0, 2.5))
+    cb = ade.ContinuousCallback(lambda u, t: u[0], lambda u, t: np.array([u[0], -e * u[1]]))
+    sol = ade.solve(prob, alg, callback=cb, rtol=1e-8, atol=1e-10)
+    times, final = _scipy_bounces(g, c, e, 1.0, 2.5)
+    assert len(sol.t_events[0]) == len(times) == 5
+    # event times and the state: within 1e3 times the tolerance after five restarts
+    tol = 1e3 * (1e-8 + 1e-10)
+    assert np.max(np.abs(sol.t_events[0] - times)) < tol
+    assert np.max(np.abs(np.asarray(sol.u[-1]) - final)) < tol * 10  # |v| ~ 10
+
+
+@pytest.mark.parametrize("alg, kw", [(None, {"rtol": 1e-3}), ("Rodas5P", {"rtol": 1e-3}),
+                                     ("RK4", {"dt": 0.1})])
+def test_a_reflecting_affect_at_loose_tolerances(alg, kw):
+    """x'' = -x from (0, 1), affect v -> -v/2 at every zero of x: after the k-th event the
+    solution is (-1/2)^k (sin t, cos t), the events are at pi, 2 pi, 3 pi, and
+    u(10) = -(1/8) (sin 10, cos 10). Loose tolerances and fixed steps leave the condition
+    further beyond the root after each step onto an event; it must still fire once each."""
+    prob = ade.ODEProblem(lambda u, p, t: np.array([u[1], -u[0]]), [0.0, 1.0], (0.0, 10.0))
+    cb = ade.ContinuousCallback(lambda u, t: u[0], lambda u, t: np.array([u[0], -0.5 * u[1]]))
+    sol = ade.solve(prob, alg, callback=cb, **kw)
+    assert len(sol.t_events[0]) == 3
+    exact = -0.125 * np.array([math.sin(10.0), math.cos(10.0)])
+    # loose solves (rtol 1e-3, or RK4 at dt 0.1 over 10 time units): 1e-2 of the O(0.1) state
+    assert np.max(np.abs(np.asarray(sol.u[-1]) - exact)) < 1e-3
+
+
+def test_callbacks_with_the_same_root_fire_together():
+    prob = ade.ODEProblem(lambda u, p, t: np.array([1.0]), [-1.0], (0.0, 3.0))
+    sol = ade.solve(prob, callback=[ade.ContinuousCallback(lambda u, t: u[0]),
+                                    ade.ContinuousCallback(lambda u, t: t - 1.0)])
+    assert [len(t) for t in sol.t_events] == [1, 1]
+    close(np.concatenate(sol.t_events), np.array([1.0, 1.0]), scale=1.0)
+
+
+def test_time_first_callbacks_warn():
+    with pytest.warns(ade.SolverWarning, match="condition"):
+        ade.ContinuousCallback(lambda t, y: y - 0.5, terminal=True)
+
+
+def test_a_boolean_or_nan_condition_is_an_error():
+    prob = ade.ODEProblem(lambda u, p, t: np.array([1.0]), [-1.0], (0.0, 3.0))
+    with pytest.raises(ade.InvalidType, match="bool"):
+        ade.solve(prob, callback=ade.ContinuousCallback(lambda u, t: u[0] > 0))
+    with pytest.raises(ade.InvalidArgument, match="NaN"):
+        ade.solve(prob, callback=ade.ContinuousCallback(lambda u, t: np.nan * u[0]))
+    two = ade.ODEProblem(lambda u, p, t: np.ones(2), [-1.0, -2.0], (0.0, 3.0))
+    with pytest.raises(ade.InvalidType, match="True or False"):
+        ade.solve(two, callback=ade.DiscreteCallback(lambda u, t: u > 0, lambda u, t: u))
+
+
+def test_terminal_affect_is_the_dense_output_at_the_end():
+    prob = ade.ODEProblem(lambda u, p, t: np.array([1.0]), [0.0], (0.0, 3.0))
+    cb = ade.ContinuousCallback(lambda u, t: u[0] - 0.5, lambda u, t: u + 4.5, terminal=True)
+    sol = ade.solve(prob, "Tsit5", callback=cb)
+    assert sol.retcode == "Terminated"
+    assert float(sol.u[-1, 0]) == pytest.approx(5.0)
+    assert float(sol(sol.t[-1])[0]) == pytest.approx(5.0)
+    assert float(sol(0.25)[0]) == pytest.approx(0.25)

@@ -109,3 +109,14 @@ __all__ = [
     "set_config",
     "solve",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Problem classes that plugins register (``ade.SDEProblem`` from an SDE plugin, ...) are
+    attributes of the package too, looked up in the default registry on first use, so a new
+    problem type needs no change here."""
+    if name.endswith("Problem") and not name.startswith("_"):
+        for spec in registry().problem_types():
+            if spec.problem_class.__name__ == name:
+                return spec.problem_class
+    raise AttributeError(f"module 'autodiffeq' has no attribute {name!r}")

@@ -27,17 +27,28 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
-from .errors import InvalidArgument, InvalidType, ShapeMismatch
+from .errors import InvalidArgument, InvalidType, ShapeMismatch, SolverWarning
 
 #: consecutive events without the time moving on after which a solve ends with ``"EventLoop"``
 MAX_EVENTS_AT_ONE_TIME = 100
 
 _EPS = float(np.finfo(np.float64).eps)
+
+
+def time_first(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn``'s parameters read like SciPy's ``(t, y, ...)``: the first is named ``t``
+    or ``time`` and no later one is named ``t`` (``f(s, p, t)`` is fine)."""
+    try:
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return False
+    return bool(params) and params[0] in ("t", "time") and "t" not in params[1:]
 
 
 def _takes_p(fn: Callable[..., Any], name: str) -> bool:
@@ -89,6 +100,16 @@ class Callback:
         self.terminal = bool(terminal)
         self.condition_takes_p = _takes_p(condition, "condition")
         self.affect_takes_p = affect is not None and _takes_p(affect, "affect")
+        for name, fn in (("condition", condition), ("affect", affect)):
+            if fn is not None and time_first(fn):
+                warnings.warn(
+                    f"{name}'s first parameter is named like a time: autodiffeq calls "
+                    f"{name}(u, t) or {name}(u, p, t) (state first, SciML order), not "
+                    f"{name}(t, y) as SciPy does; reorder the parameters if it expects the time "
+                    "first",
+                    SolverWarning,
+                    stacklevel=4,
+                )
 
     def call_condition(self, u: Any, p: Any, t: float) -> Any:
         return self.condition(u, p, t) if self.condition_takes_p else self.condition(u, t)
@@ -233,6 +254,9 @@ class EventHandler:
         self._sign: dict[int, float] = {}
         #: after an event: the (signed) time after the step start from which ``_sign`` holds
         self._offset: dict[int, float] = {}
+        #: after an event: the value the callback that fired had there, from which its sign
+        #: is measured during the next step
+        self._level: dict[int, float] = {}
         #: the sign of the condition after the crossing :meth:`find_root` found last
         self.crossing_sign = 0.0
         self._same_time = 0
@@ -244,14 +268,32 @@ class EventHandler:
 
     def condition_value(self, i: int, u: Any, t: float) -> float:
         cb = self.callbacks[i]
-        value = cb.call_condition(self._shaped(u), self.p, t)
         try:
-            return float(value)
+            value = cb.call_condition(self._shaped(u), self.p, t)
+        except Exception as exc:
+            exc.add_note(f"autodiffeq: raised by the condition of callback {i} ({cb!r}), "
+                         f"called as condition(u, {'p, ' if cb.condition_takes_p else ''}t) "
+                         f"at t={t!r}")
+            raise
+        if isinstance(value, (bool, np.bool_)) or str(getattr(value, "dtype", "")) == "bool":
+            raise InvalidType(
+                f"condition of callback {i} ({cb!r}) returned a bool: a ContinuousCallback's "
+                "condition is a real number whose sign changes at the event (e.g. u[0] - 1.0 "
+                "rather than u[0] > 1.0); use a DiscreteCallback for a true/false condition"
+            )
+        try:
+            number = float(value)
         except (TypeError, ValueError):
             raise InvalidType(
                 f"condition of callback {i} ({cb!r}) must return a real number, got "
                 f"{type(value).__name__}: {value!r}"
             ) from None
+        if number != number:
+            raise InvalidArgument(
+                f"condition of callback {i} ({cb!r}) returned NaN at t={t!r}: its sign, which "
+                "locates the event, is undefined"
+            )
+        return number
 
     def start(self, t: float, u: Any, f: Any, dt: float) -> None:
         """At the start of the solve: the conditions' signs at ``(t, u)`` (``f = f(u, t)``,
@@ -273,11 +315,15 @@ class EventHandler:
             if i == fired or g0 == 0.0:
                 if ahead is None:
                     ahead = u + xp.asarray(delta, dtype=u.dtype) * f
-                self._sign[i] = _sign(self.condition_value(i, ahead, t + delta))
+                # measured from what is left at the event (the step onto it ends within the
+                # local error of the root, on the far side): the sign of the motion
+                self._sign[i] = _sign(self.condition_value(i, ahead, t + delta) - g0)
                 self._offset[i] = delta
+                self._level[i] = g0
             else:
                 self._sign[i] = _sign(g0)
                 self._offset.pop(i, None)
+                self._level.pop(i, None)
 
     # ------------------------------------------------------------------ root finding
     def find_root(
@@ -296,11 +342,12 @@ class EventHandler:
         first = thetas[0] if thetas else 1.0
         for i in self.continuous:
             cb = self.callbacks[i]
+            level = self._level.get(i, 0.0)
             values = [
-                self.condition_value(i, states[j, ...], t + th * dt)
+                self.condition_value(i, states[j, ...], t + th * dt) - level
                 for j, th in enumerate(thetas)
             ]
-            values.append(self.condition_value(i, u_new, t_new))
+            values.append(self.condition_value(i, u_new, t_new) - level)
             grid = [*thetas, 1.0]
             # where the start sign holds: the step start, or just after an event there
             start = min(self._offset.get(i, 0.0) / dt, 0.5 * first)
@@ -336,10 +383,12 @@ class EventHandler:
         the final bracket (the condition has crossed there), or ``None`` when the condition
         has the same sign at both ends (no crossing after all)."""
 
+        level = self._level.get(i, 0.0)
+
         def g(theta: float) -> float:
             if theta >= 1.0:
-                return self.condition_value(i, u_new, t_new)
-            return self.condition_value(i, interpolate([theta])[0, ...], t + theta * dt)
+                return self.condition_value(i, u_new, t_new) - level
+            return self.condition_value(i, interpolate([theta])[0, ...], t + theta * dt) - level
 
         g_lo = g(lo)
         if _sign(g_lo) == _sign(g_hi):
@@ -422,18 +471,43 @@ class EventHandler:
         self._last_t = t
         return self._same_time >= MAX_EVENTS_AT_ONE_TIME
 
+    def also_crossed(self, fired: int, t: float, u: Any) -> list[int]:
+        """The other continuous callbacks whose condition has crossed (in their direction)
+        between the step start and the event at ``(t, u)`` of callback ``fired``: their roots
+        coincide with its to the time resolution, so they fire at the same time."""
+        out = []
+        for i in self.continuous:
+            if i == fired:
+                continue
+            start = self._sign.get(i, 0.0)
+            now = _sign(self.condition_value(i, u, t) - self._level.get(i, 0.0))
+            direction = self.callbacks[i].direction
+            if start != 0.0 and now != 0.0 and now != start and (
+                    direction == 0 or (direction > 0) == (now > 0)):
+                out.append(i)
+        return out
+
     def discrete_fired(self, t: float, u: Any) -> list[int]:
         """The discrete callbacks whose condition holds at ``(t, u)``."""
         fired = []
         for i in self.discrete:
             cb = self.callbacks[i]
-            if bool(cb.call_condition(self._shaped(u), self.p, t)):
+            value = cb.call_condition(self._shaped(u), self.p, t)
+            try:
+                hit = bool(value)
+            except (TypeError, ValueError):
+                raise InvalidType(
+                    f"condition of callback {i} ({cb!r}) must return True or False, got "
+                    f"{type(value).__name__}: {value!r}"
+                ) from None
+            if hit:
                 fired.append(i)
         return fired
 
     def end_of_step(self, t: float, u: Any) -> None:
         """The step ended at ``(t, u)`` without an event: its conditions' signs there."""
         self._offset.clear()
+        self._level.clear()
         for i in self.continuous:
             s = _sign(self.condition_value(i, u, t))
             if s != 0.0 or self._sign.get(i, 0.0) == 0.0:
@@ -539,9 +613,16 @@ def _derivative(fn: Callable[[Any], Any], x0: np.ndarray, scalar: bool) -> np.nd
     import autograd
 
     try:
-        out = (autograd.grad if scalar else autograd.jacobian)(fn)(x0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = fn(x0)
+            out = (autograd.grad if scalar else autograd.jacobian)(fn)(x0)
         out = np.asarray(out, dtype=np.float64)
-        if np.all(np.isfinite(out)):
+        # an output built with plain numpy (np.array of traced entries) is an object array
+        # or "independent of the input" to autograd: its derivative would be silently zero
+        untraced = np.asarray(value).dtype == object or any(
+            "independent" in str(w.message) for w in caught)
+        if not untraced and np.all(np.isfinite(out)):
             return out
     except Exception:  # not traceable by autograd: fall back to differences
         pass

@@ -38,6 +38,7 @@ def _catalogue(reg: Registry) -> dict[str, Any]:
                         "autograd_families": list(s.autograd_families),
                         "stiff": s.stiff,
                         "mass_matrix": s.mass_matrix,
+                        "events": s.events,
                         "options": list(s.options),
                         "default_priority": s.default_priority,
                     }
@@ -56,7 +57,12 @@ def _catalogue(reg: Registry) -> dict[str, Any]:
         }
         for f in reg.failed_plugins()
     ]
-    return {"plugins": plugins, "failed": failed}
+    problem_types = [
+        {"name": p.name, "class": f"{p.problem_class.__module__}.{p.problem_class.__name__}",
+         "plugin": p.plugin, "description": p.description}
+        for p in reg.problem_types()
+    ]
+    return {"plugins": plugins, "problem_types": problem_types, "failed": failed}
 
 
 def _print_text(cat: dict[str, Any]) -> None:
@@ -85,12 +91,17 @@ def _print_text(cat: dict[str, Any]) -> None:
                 stiff += " no-mass-matrix"
             if s["autograd_families"]:
                 stiff += f" ({','.join(s['autograd_families'])}: autograd backends only)"
+            if s["events"]:
+                stiff += " events"
             out(
                 f"  sensitivity {s['name']:<20} mode={s['mode']} families={families} "
                 f"backends={backends}{stiff}\n"
             )
         for e in plugin["ensembles"]:
             out(f"  ensemble {e['name']}\n")
+    out("problem types:\n")
+    for p in cat["problem_types"]:
+        out(f"  {p['name']:<8} {p['class']}  ({p['plugin']})\n")
     if cat["failed"]:
         out("failed plugins:\n")
         for f in cat["failed"]:

@@ -34,6 +34,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from .errors import InvalidArgument
+
 
 # --------------------------------------------------------------------------- norms
 class ErrorNorm:
@@ -182,6 +184,13 @@ class PIController(Controller):
     def __init__(self, beta1: float | None = None, beta2: float | None = None, *,
                  safety: float = 0.9, qmin: float = 0.2, qmax: float = 10.0,
                  qoldinit: float = 1e-4) -> None:
+        _check_limits(safety, qmin, qmax)
+        if beta1 is not None and not _positive(beta1):
+            raise InvalidArgument(f"beta1 must be a positive number, got {beta1!r}")
+        if beta2 is not None and not (_positive(beta2) or beta2 == 0):
+            raise InvalidArgument(f"beta2 must be a non-negative number, got {beta2!r}")
+        if not _positive(qoldinit):
+            raise InvalidArgument(f"qoldinit must be a positive number, got {qoldinit!r}")
         self.beta1_given, self.beta2_given = beta1, beta2
         self.safety, self.qmin, self.qmax, self.qoldinit = safety, qmin, qmax, qoldinit
         self.init(1.0)
@@ -211,8 +220,10 @@ class PIController(Controller):
         return False, dt / min(self._inv_qmin, eest**self.beta1 / self.safety)
 
     def __repr__(self) -> str:
-        return (f"PIController(beta1={self.beta1:.4g}, beta2={self.beta2:.4g}, "
-                f"safety={self.safety}, qmin={self.qmin}, qmax={self.qmax})")
+        b1 = "0.7/k" if self.beta1_given is None else f"{self.beta1_given:g}"
+        b2 = "0.4/k" if self.beta2_given is None else f"{self.beta2_given:g}"
+        return (f"PIController(beta1={b1}, beta2={b2}, safety={self.safety}, "
+                f"qmin={self.qmin}, qmax={self.qmax})")
 
 
 class PredictiveController(Controller):
@@ -232,6 +243,7 @@ class PredictiveController(Controller):
     """
 
     def __init__(self, *, safety: float = 0.9, qmin: float = 0.2, qmax: float = 6.0) -> None:
+        _check_limits(safety, qmin, qmax)
         self.safety, self.qmin, self.qmax = safety, qmin, qmax
         self.init(1.0)
 
@@ -269,6 +281,21 @@ class PredictiveController(Controller):
 
     def __repr__(self) -> str:
         return f"PredictiveController(safety={self.safety}, qmin={self.qmin}, qmax={self.qmax})"
+
+
+def _positive(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def _check_limits(safety: Any, qmin: Any, qmax: Any) -> None:
+    """``0 < safety <= 1``, ``0 < qmin <= 1 <= qmax``: a controller outside them can shrink
+    every step for ever or step against the direction of integration."""
+    if not (_positive(safety) and safety <= 1):
+        raise InvalidArgument(f"safety must be in (0, 1], got {safety!r}")
+    if not (_positive(qmin) and qmin <= 1):
+        raise InvalidArgument(f"qmin (the smallest step ratio) must be in (0, 1], got {qmin!r}")
+    if not (_positive(qmax) and qmax >= 1):
+        raise InvalidArgument(f"qmax (the largest step ratio) must be >= 1, got {qmax!r}")
 
 
 def resolve_controller(controller: Any, stepper: Any, k: float) -> Controller:

@@ -36,7 +36,7 @@ import numpy as np
 
 from .callbacks import EventHandler
 from .controller import ErrorNorm, default_norm, initial_step, resolve_controller
-from .errors import SolverWarning
+from .errors import InvalidArgument, SolverWarning
 from .history import DenseHistory
 from .stepper import Stepper
 
@@ -203,6 +203,7 @@ def integrate(
         k_err = min(stepper.order, stepper.error_order or stepper.order - 1) + 1
         controller = resolve_controller(opts.controller, stepper, k_err)
         adapt = controller.adapt
+        controller_jumped = getattr(controller, "jumped", None)
         norm = opts.norm if opts.norm is not None else default_norm(
             xp, u0, opts.rtol, opts.atol, opts.error_components, stepper.backend.dot)
         norm.start(u0)
@@ -267,6 +268,12 @@ def integrate(
             if adaptive:
                 eest = math.inf if u_new is None else norm(u_new, err)
                 accept, dt_next = adapt(eest, dt_try)
+                if not (dt_next * tdir > 0.0 and dt_next * tdir < math.inf):
+                    raise InvalidArgument(
+                        f"the step-size controller {controller!r} returned dt_next={dt_next!r} "
+                        f"for a step of {dt_try!r}: it must be a finite number with the sign of "
+                        "the direction of integration"
+                    )
                 if not accept:
                     nreject += 1
                     dt = dt_next
@@ -333,7 +340,8 @@ def integrate(
                         stepper.init(t, u, f_now)
                         if adaptive:
                             norm.start(u)
-                            controller.jumped()
+                            if controller_jumped is not None:
+                                controller_jumped()
                     events.restart(t, u, None if event is None else event[1], f_now, dt_try)
             if stepper.stiffness is not None and not stiffness_reported:
                 stiffness_reported = True
@@ -517,6 +525,8 @@ def _handle_events(events: EventHandler, event: tuple[float, int] | None, t: flo
     fired: list[int] = []
     if event is not None:
         fired.append(event[1])
+        # callbacks whose roots coincide with it fire at the same time, in their order
+        fired.extend(events.also_crossed(event[1], t, u))
     fired.extend(events.discrete_fired(t, u))
     if not fired:
         events.end_of_step(t, u)
@@ -549,7 +559,7 @@ def _handle_events(events: EventHandler, event: tuple[float, int] | None, t: flo
     if changed:
         # saved on both sides of a jump; an event that leaves the state as it is (no
         # affect) is saved once
-        if history is not None and stop_code is None:
+        if history is not None:
             history.append_jump(t, u_cur)
         saver.jump(t, u_cur)
     return (u_cur if changed else None), stop_code, True

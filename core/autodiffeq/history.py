@@ -109,10 +109,14 @@ class DenseHistory:
         idx = np.searchsorted(key, self.tdir * t, side="right") - 1
         idx = np.clip(idx, 0, len(ts) - 2)
         # a jump is a zero-length step: at its time, the step after it (right-continuous);
-        # at the very end of a solve that ended on a jump, the step before it
+        # a solve that ended on a jump (a terminal event with an affect) gives the state
+        # after it at its final time
         is_jump = np.asarray([self.data[i] is _JUMP for i in idx.tolist()], dtype=bool)
+        end_jump = None
         if is_jump.any():
             idx = np.where(is_jump, idx - 1, idx)
+            if self.data[-1] is _JUMP:
+                end_jump = t == ts[-1]
         h = ts[idx + 1] - ts[idx]
         theta = (t - ts[idx]) / h
         states = self._states()
@@ -137,14 +141,24 @@ class DenseHistory:
                 xp.take(states, ii, axis=0), xp.take(states, ii + 1, axis=0), data,
             )
             if len(groups) == 1:
-                return values
+                return _at_end(xp, values, end_jump, self.us[-1])
             pieces.append(values)
             order.append(sel)
         # back to the order of the query times
         perm = np.concatenate(order)
         inverse = np.empty_like(perm)
         inverse[perm] = np.arange(perm.size)
-        return xp.take(xp.concat(pieces, axis=0), xp.asarray(inverse), axis=0)
+        values = xp.take(xp.concat(pieces, axis=0), xp.asarray(inverse), axis=0)
+        return _at_end(xp, values, end_jump, self.us[-1])
+
+
+def _at_end(xp: Any, values: Any, end_jump: np.ndarray | None, u_last: Any) -> Any:
+    """``values`` with the rows at the final time of a solve that ended on a jump replaced by
+    the state after the jump."""
+    if end_jump is None or not end_jump.any():
+        return values
+    mask = xp.reshape(xp.asarray(end_jump), (len(end_jump), 1))
+    return xp.where(mask, u_last[None, :], values)
 
 
 class _Jump:

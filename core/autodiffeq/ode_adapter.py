@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend
+from .callbacks import time_first
 from .errors import InvalidType, ShapeMismatch, SolverWarning
 from .problems import ODEProblem
 from .request import PreparedSolve, SolveRequest
@@ -93,14 +94,9 @@ def _warn_time_first(f: Any, shape: tuple[int, ...]) -> None:
     key = id(f)
     if key in _warned_time_first:
         return
-    try:
-        params = list(inspect.signature(f).parameters)
-    except (TypeError, ValueError):
-        return
-    if params and params[0] in ("t", "time", "tau", "s") and (
-        len(params) < 2 or params[1] not in ("t", "time")
-    ):
+    if time_first(f):
         _warned_time_first.add(key)
+        params = list(inspect.signature(f).parameters)
         warnings.warn(
             f"f's first parameter is named {params[0]!r}: autodiffeq calls f(u, p, t) (SciML "
             "order: state, parameters, time), not f(t, y, ...) as SciPy and torchdiffeq do; "

@@ -165,7 +165,10 @@ def build_request(prob: Any, alg: Any, options: dict[str, Any], alg_options: dic
     if not isinstance(progress, bool):
         raise InvalidType(f"progress must be True or False, got {progress!r}")
     callbacks = normalize_callbacks(options["callback"])
-    observers = tuple(options["observers"] or ())
+    observers = options["observers"] or ()
+    if callable(getattr(observers, "on_step", None)):
+        observers = (observers,)  # one observer given on its own
+    observers = tuple(observers)
     for obs in observers:
         if not callable(getattr(obs, "on_step", None)):
             raise InvalidType(
@@ -242,8 +245,9 @@ def build_request(prob: Any, alg: Any, options: dict[str, Any], alg_options: dic
             f"got {error_components!r}"
         )
     internalnorm = options["internalnorm"]
-    if internalnorm is not None and not (callable(internalnorm)
-                                         and callable(getattr(internalnorm, "start", None))):
+    if internalnorm is not None and not (
+            callable(internalnorm) and callable(getattr(internalnorm, "start", None))
+            and callable(getattr(internalnorm, "accept", None))):
         raise InvalidType(
             "internalnorm must be an error norm object with start(u), __call__(u_new, err) "
             f"and accept() (see autodiffeq.controller.ErrorNorm); got {internalnorm!r}"

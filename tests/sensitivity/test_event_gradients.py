@@ -318,3 +318,27 @@ def test_state_saved_at_a_terminal_event_has_zero_derivative(sensealg, alg):
     g_u0 = grad(lambda u0: terminal_solve(p, u0, sensealg, alg).u[-1][0])(u0)
     np.testing.assert_allclose(g_p, [0.0], atol=GRAD_REL * 0.5 * t_star)
     np.testing.assert_allclose(g_u0, [0.0], atol=GRAD_REL * 0.5)
+
+
+@pytest.mark.parametrize("sensealg", ["ForwardSensitivity", "DiscreteAdjoint"])
+def test_an_affect_written_with_plain_numpy_is_differentiated(sensealg):
+    """``np.array([...])`` of traced entries hides the affect from autograd (an object array:
+    a silently zero Jacobian); the event derivatives fall back to differences. The second
+    bounce time t2 = t1 (1 + 2 e) with t1 = sqrt(2 x0 / g): d t2 / d x0 = t2 / (2 x0)."""
+    g, e, x0 = 9.81, 0.8, 1.0
+
+    def ball(u, p, t):
+        return anp.stack([u[1], -g + 0.0 * u[0]])
+
+    cb = ade.ContinuousCallback(lambda u, t: u[0], lambda u, t: np.array([u[0], -e * u[1]]),
+                                direction=-1)
+
+    def t2(x):
+        prob = ade.ODEProblem(ball, anp.stack([x, 0.0]), (0.0, 1.5))
+        return ade.solve(prob, "Tsit5", rtol=1e-10, atol=1e-12, callback=cb,
+                         sensealg=sensealg).t_events[0][1]
+
+    exact = math.sqrt(2 * x0 / g) * (1 + 2 * e) / (2 * x0)
+    # differences of the affect (step eps^(1/3)) are exact for a linear affect; the solve
+    # contributes its tolerance
+    assert grad(t2)(x0) == pytest.approx(exact, rel=1e-6)
