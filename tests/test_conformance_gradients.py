@@ -69,18 +69,22 @@ def test_problem_derivatives_match_autograd(problem):
                                      anp.reshape(x[n:], p.shape), t), (n,))
 
     J = jacobian(f_flat)(np.concatenate([u.ravel(), p.ravel()]))
-    np.testing.assert_allclose(np.asarray(problem.jac(u, p, t)).reshape(n, n), J[:, :n],
-                               atol=1e-14)
-    np.testing.assert_allclose(np.asarray(problem.paramjac(u, p, t)).reshape(n, m), J[:, n:],
-                               atol=1e-14)
+    # the same formulas evaluated in another order: a few ulps of the largest term (scaled
+    # by the entries' size and, for the products, by the length of the sums)
     v = rng.normal(size=u.shape)
+    tol = 256 * np.finfo(float).eps * (1.0 + np.max(np.abs(J))) * max(n, m, 1)
+    np.testing.assert_allclose(np.asarray(problem.jac(u, p, t)).reshape(n, n), J[:, :n],
+                               rtol=0, atol=tol)
+    np.testing.assert_allclose(np.asarray(problem.paramjac(u, p, t)).reshape(n, m), J[:, n:],
+                               rtol=0, atol=tol)
+    tol_v = tol * (1.0 + np.max(np.abs(v)))
     if problem.vjp is not None:
         gu, gp = problem.vjp(v, u, p, t)
-        np.testing.assert_allclose(np.ravel(gu), v.ravel() @ J[:, :n], atol=1e-14)
-        np.testing.assert_allclose(np.ravel(gp), v.ravel() @ J[:, n:], atol=1e-14)
+        np.testing.assert_allclose(np.ravel(gu), v.ravel() @ J[:, :n], rtol=0, atol=tol_v)
+        np.testing.assert_allclose(np.ravel(gp), v.ravel() @ J[:, n:], rtol=0, atol=tol_v)
     if problem.jvp is not None:
         np.testing.assert_allclose(np.ravel(problem.jvp(v, u, p, t)), J[:, :n] @ v.ravel(),
-                                   atol=1e-14)
+                                   rtol=0, atol=tol_v)
 
 
 @pytest.mark.parametrize("problem", kit.GRADIENT_PROBLEMS, ids=lambda p: p.name)

@@ -15,18 +15,16 @@ from autodiffeq.testing import conformance_suite
 test_autoswitch_conformance = conformance_suite(plugin="autoswitch")
 
 
-def _switch_log(monkeypatch):
-    from autodiffeq_plugins.autoswitch import stepper
+class SwitchLog(list):
+    """A step observer (public API) listing ``(t, component)`` wherever the component that
+    makes the steps changes (0: non-stiff, 1: stiff), as the driver reports it."""
 
-    log = []
-    original = stepper.AutoSwitchStepper._switch
+    last = 0
 
-    def spy(self, to, t, u):
-        log.append((t, to))
-        return original(self, to, t, u)
-
-    monkeypatch.setattr(stepper.AutoSwitchStepper, "_switch", spy)
-    return log
+    def on_step(self, t, t_new, u, u_new, stepper, component):
+        if component != self.last:
+            self.append((t, component))
+            self.last = component
 
 
 def _vdp(u, p, t):
@@ -37,10 +35,11 @@ def _vdp_jac(u, p, t):
     return np.array([[0.0, 1.0], [-2.0 * p * u[0] * u[1] - 1.0, p * (1 - u[0] ** 2)]])
 
 
-def test_van_der_pol_stiff_is_solved_accurately(monkeypatch):
-    log = _switch_log(monkeypatch)
+def test_van_der_pol_stiff_is_solved_accurately():
+    log = SwitchLog()
     prob = ade.ODEProblem(_vdp, [2.0, 0.0], (0.0, 3000.0), 1000.0)
-    sol = ade.solve(prob, "AutoTsit5Rodas5P", rtol=1e-7, atol=1e-9, saveat=[1000.0, 3000.0])
+    sol = ade.solve(prob, "AutoTsit5Rodas5P", rtol=1e-7, atol=1e-9, saveat=[1000.0, 3000.0],
+                    observers=[log])
     ref = solve_ivp(lambda t, u: _vdp(u, 1000.0, t), (0, 3000), [2.0, 0.0], method="Radau",
                     rtol=1e-10, atol=1e-12, t_eval=[1000.0, 3000.0],
                     jac=lambda t, u: _vdp_jac(u, 1000.0, t)).y.T
@@ -50,17 +49,17 @@ def test_van_der_pol_stiff_is_solved_accurately(monkeypatch):
 
 
 @pytest.mark.parametrize("alg", ["AutoTsit5Rodas5P", "AutoVern7Rodas5P"])
-def test_switches_both_ways_and_stays_accurate(monkeypatch, alg):
+def test_switches_both_ways_and_stays_accurate(alg):
     """u' = -lambda(t) (u - cos t) - sin t has the solution u = cos t for u(0) = 1; it is stiff
     while lambda = 1e5 (t < 5) and non-stiff afterwards (lambda = 0.5)."""
-    log = _switch_log(monkeypatch)
+    log = SwitchLog()
 
     def f(u, p, t):
         lam = 1e5 if t < 5.0 else 0.5
         return -lam * (u - np.cos(t)) - np.sin(t)
 
     prob = ade.ODEProblem(f, np.array([1.0]), (0.0, 20.0))
-    sol = ade.solve(prob, alg, rtol=1e-6, atol=1e-8, tstops=[5.0])
+    sol = ade.solve(prob, alg, rtol=1e-6, atol=1e-8, tstops=[5.0], observers=[log])
     assert sol.success
     times = np.linspace(0.0, 20.0, 81)
     assert np.max(np.abs(sol(times)[:, 0] - np.cos(times))) < 1e-4
