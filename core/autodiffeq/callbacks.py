@@ -44,10 +44,14 @@ _EPS = float(np.finfo(np.float64).eps)
 def time_first(fn: Callable[..., Any]) -> bool:
     """Whether ``fn``'s parameters read like SciPy's ``(t, y, ...)``: the first is named ``t``
     or ``time`` and no later one is named ``t`` (``f(s, p, t)`` is fine)."""
-    try:
-        params = list(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return False
+    code = getattr(fn, "__code__", None)
+    if code is not None:  # a plain function: its parameter names without inspect's cost
+        params = list(code.co_varnames[:code.co_argcount])
+    else:
+        try:
+            params = list(inspect.signature(fn).parameters)
+        except (TypeError, ValueError):
+            return False
     return bool(params) and params[0] in ("t", "time") and "t" not in params[1:]
 
 

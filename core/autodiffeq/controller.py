@@ -184,13 +184,14 @@ class PIController(Controller):
     def __init__(self, beta1: float | None = None, beta2: float | None = None, *,
                  safety: float = 0.9, qmin: float = 0.2, qmax: float = 10.0,
                  qoldinit: float = 1e-4) -> None:
-        _check_limits(safety, qmin, qmax)
-        if beta1 is not None and not _positive(beta1):
-            raise InvalidArgument(f"beta1 must be a positive number, got {beta1!r}")
-        if beta2 is not None and not (_positive(beta2) or beta2 == 0):
-            raise InvalidArgument(f"beta2 must be a non-negative number, got {beta2!r}")
-        if not _positive(qoldinit):
-            raise InvalidArgument(f"qoldinit must be a positive number, got {qoldinit!r}")
+        if (beta1, beta2, safety, qmin, qmax, qoldinit) != (None, None, 0.9, 0.2, 10.0, 1e-4):
+            _check_limits(safety, qmin, qmax)  # (the defaults are valid: no per-solve cost)
+            if beta1 is not None and not _positive(beta1):
+                raise InvalidArgument(f"beta1 must be a positive number, got {beta1!r}")
+            if beta2 is not None and not (_positive(beta2) or beta2 == 0):
+                raise InvalidArgument(f"beta2 must be a non-negative number, got {beta2!r}")
+            if not _positive(qoldinit):
+                raise InvalidArgument(f"qoldinit must be a positive number, got {qoldinit!r}")
         self.beta1_given, self.beta2_given = beta1, beta2
         self.safety, self.qmin, self.qmax, self.qoldinit = safety, qmin, qmax, qoldinit
         self.init(1.0)
@@ -243,7 +244,8 @@ class PredictiveController(Controller):
     """
 
     def __init__(self, *, safety: float = 0.9, qmin: float = 0.2, qmax: float = 6.0) -> None:
-        _check_limits(safety, qmin, qmax)
+        if (safety, qmin, qmax) != (0.9, 0.2, 6.0):
+            _check_limits(safety, qmin, qmax)
         self.safety, self.qmin, self.qmax = safety, qmin, qmax
         self.init(1.0)
 
