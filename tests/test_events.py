@@ -695,7 +695,7 @@ def test_terminal_affect_is_the_dense_output_at_the_end():
     prob = ade.ODEProblem(lambda u, p, t: np.array([1.0]), [0.0], (0.0, 3.0))
     cb = ade.ContinuousCallback(lambda u, t: u[0] - 0.5, lambda u, t: u + 4.5, terminal=True)
     sol = ade.solve(prob, "Tsit5", callback=cb)
-    assert sol.retcode == "Terminated"
+    assert sol.retcode == "Terminated" and sol.success  # ended as asked
     assert float(sol.u[-1, 0]) == pytest.approx(5.0)
     assert float(sol(sol.t[-1])[0]) == pytest.approx(5.0)
     assert float(sol(0.25)[0]) == pytest.approx(0.25)

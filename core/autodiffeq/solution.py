@@ -111,8 +111,9 @@ class Solution:
 
     @property
     def success(self) -> bool:
-        """``retcode == "Success"``."""
-        return self.retcode == "Success"
+        """Whether the solve ended as asked: ``retcode`` is ``"Success"`` or ``"Terminated"``
+        (a terminal callback ended it, as SciML counts it too)."""
+        return self.retcode in ("Success", "Terminated")
 
     @property
     def dense(self) -> bool:
