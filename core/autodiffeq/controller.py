@@ -92,6 +92,8 @@ class ScalarRMSNorm(ErrorNorm):
     """:class:`WeightedRMSNorm` in Python floats, for tiny NumPy states with scalar tolerances:
     one ``tolist`` per array instead of six array operations per step (same formula)."""
 
+    __slots__ = ("rtol", "atol", "m", "part", "_au", "_au_new")
+
     def __init__(self, rtol: float, atol: float, n: int, components: int | None = None) -> None:
         self.rtol = float(rtol)
         self.atol = float(atol)
@@ -104,17 +106,16 @@ class ScalarRMSNorm(ErrorNorm):
         self._au = list(map(abs, (u[: self.m] if self.part else u).tolist()))
 
     def __call__(self, u_new: Any, err: Any) -> float:
-        m = self.m
         if self.part:
+            m = self.m
             u_new, err = u_new[:m], err[:m]
-        au_new = list(map(abs, u_new.tolist()))
-        self._au_new = au_new
+        au_new = self._au_new = list(map(abs, u_new.tolist()))
         rtol, atol = self.rtol, self.atol
         acc = 0.0
         for a_old, a_new, e_i in zip(self._au, au_new, err.tolist()):
             q_i = e_i / ((a_old if a_old > a_new else a_new) * rtol + atol)
             acc += q_i * q_i
-        return math.sqrt(acc / m)
+        return math.sqrt(acc / len(au_new))
 
     def accept(self) -> None:
         self._au = self._au_new

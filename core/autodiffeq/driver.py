@@ -215,6 +215,7 @@ def integrate(
     next_stop = stops.next
     saver = _Saver(opts.saveat, opts.save_everystep, tdir, t0, u0)
     saveat = opts.saveat
+    next_save = saver.next  # a Python float (no attribute lookup per step)
     save_everystep = opts.save_everystep
     events = opts.events
     history = (DenseHistory(stepper, t0, u0, tdir)
@@ -268,7 +269,7 @@ def integrate(
             if adaptive:
                 eest = math.inf if u_new is None else norm(u_new, err)
                 accept, dt_next = adapt(eest, dt_try)
-                if not (dt_next * tdir > 0.0 and dt_next * tdir < math.inf):
+                if not 0.0 < dt_next * tdir < math.inf:
                     raise InvalidArgument(
                         f"the step-size controller {controller!r} returned dt_next={dt_next!r} "
                         f"for a step of {dt_try!r}: it must be a finite number with the sign of "
@@ -309,12 +310,14 @@ def integrate(
                     dt_try = t_new - t
                     hit_stop = False
             component = stepper.last_component if composite else None
-            for obs in observers:
-                obs.on_step(t, t_new, u, u_new, stepper, component)
+            if observers:
+                for obs in observers:
+                    obs.on_step(t, t_new, u, u_new, stepper, component)
 
             if saveat is not None:
-                if tdir * (saver.next - t_new) <= 0.0:
+                if tdir * (next_save - t_new) <= 0.0:
                     _save_in_step(stepper, component, xp, saver, tdir, t, dt_try, t_new, u, u_new)
+                    next_save = saver.next
             elif save_everystep:
                 saver.t.append(t_new)
                 saver.u.append(u_new)
