@@ -2,7 +2,7 @@
 
 Problem (the paper's spiral, DiffEqFlux 2019): the model ``u' = MLP(u^3)`` with a
 ``2 -> H -> 2`` tanh network (:class:`autodiffeq.nn.MLP`, ``input_transform="cube"``,
-``4 H + H + 2 H + 2 = 7 H + 2`` parameters, Glorot weights from seed 0, zero biases), state
+``2 H + H + 2 H + 2 = 5 H + 2`` parameters, Glorot weights from seed 0, zero biases), state
 ``u`` of shape ``(B, 2)`` (``B`` spirals integrated together; ``u0 = (2, 0)`` for ``B = 1``,
 otherwise points on a ring of radius 1.5-2), ``t`` in ``[0, 1.5]``, 20 saved times, Tsit5 with
 ``rtol = 1e-6, atol = 1e-8``. Loss: the sum of squared differences between the saved states and
@@ -17,6 +17,13 @@ timed for
   methods) are listed with the
   reason; plus the configured variants in :data:`VARIANTS` (``ForwardSensitivity`` with
   ``error_control="all"``: the sensitivities under error control too, SciML's default);
+* the same methods with the network written by hand as a user would: a plain
+  ``autograd.numpy`` function ``f(u, p, t) = tanh(u^3 W1 + b1) W2 + b2`` that unpacks the
+  flat ``p`` itself (:func:`spiral_user_f`; the same parameter layout, weights and cube input
+  transform as the MLP, so the same gradient) and carries no derivatives of its own, so the
+  library differentiates it with autograd. These rows are labelled ``"<method> [user f]"``
+  (``--no-user-f`` leaves them out); the judged comparisons and the crossover of the MLP rows
+  ignore them;
 * torchdiffeq, when ``torch`` and ``torchdiffeq`` import: ``odeint`` (backpropagation through
   the solver) and ``odeint_adjoint``, ``dopri5``, the same tolerances (the adjoint's default to
   them), float64, the same network and weights, ``loss.backward()``.
@@ -33,14 +40,17 @@ page-fault in anew on every call, for NumPy and torch alike. Accuracy: ``err`` i
 ``|g - g_ref| / |g_ref|`` (2-norms) against a reference gradient from DiscreteAdjoint at
 ``rtol = 1e-10, atol = 1e-12`` (the gradient of the continuous solution to about 1e-9).
 
-Output: a table per batch size (time, err, speedups ``x ReverseMode = t(ReverseMode) / t``,
-``x tdq-adj = t(odeint_adjoint) / t``, ``x tdq-bp = t(odeint) / t``: above 1 means the method is
-faster), the judged comparisons, the forward/adjoint crossover in parameter count,
+Output: a table per batch size (time, err, speedups ``x ReverseMode = t(ReverseMode) / t``
+with the ReverseMode of the same model (MLP or user f), ``x tdq-adj = t(odeint_adjoint) / t``,
+``x tdq-bp = t(odeint) / t``, and for the user-f rows ``x MLP = t(same method, nn.MLP) / t``:
+above 1 means the row is faster), the judged comparisons, the cost of the user-written f
+against the MLP, the forward/adjoint crossover in parameter count (per model),
 ``gradients.csv`` and ``gradients.png`` (time against parameter count, log-log) in ``--out``.
 
     python benchmarks/gradients.py            # full: H = 4, 8, 16, 32, 64, 256, 1024; B = 1, 64
     python benchmarks/gradients.py --quick    # smoke run: H = 16, 256; B = 1, 64
     python benchmarks/gradients.py --hidden 16,64 --batch 1 --no-torch
+    python benchmarks/gradients.py --quick --no-user-f   # the MLP rows only
 
 torchdiffeq is an optional dependency of this benchmark only (``pip install ".[bench-torch]"``).
 """
@@ -81,12 +91,29 @@ REF_RTOL, REF_ATOL = 1e-10, 1e-12
 SOLVER = "Tsit5"
 TDQ_ODEINT = "torchdiffeq.odeint"
 TDQ_ADJOINT = "torchdiffeq.odeint_adjoint"
+#: the models: the library's network with hand-derived products, and the same network written
+#: by hand as a plain autograd.numpy function (its rows' method labels get USER_SUFFIX)
+MODEL_MLP, MODEL_USER = "nn.MLP", "user f"
+USER_SUFFIX = " [user f]"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 #: configured methods timed next to the registered ones (which run with default options):
 #: label -> (registered name, options)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ForwardSensitivity(all)": ("ForwardSensitivity", {"error_control": "all"}),
 }
+
+
+def torch_modules(wanted: bool, why_not: str) -> tuple[Any, str]:
+    """``((torch, torchdiffeq), note)`` when wanted and importable, else ``(None, note)``."""
+    if not wanted:
+        return None, why_not
+    torch, torchdiffeq, reason = load_torch()
+    if torch is None:
+        return None, f"not importable ({reason}): pip install '.[bench-torch]'"
+    return (torch, torchdiffeq), (
+        f"torch {torch.__version__}, torchdiffeq {torchdiffeq.__version__}, "
+        f"{torch.get_num_threads()} thread(s)"
+    )
 
 
 def keep_freed_memory() -> str:
@@ -120,6 +147,8 @@ class Case:
     p0: np.ndarray
     u0: np.ndarray
     data: np.ndarray
+    #: the same network as a plain autograd.numpy function (:func:`spiral_user_f`)
+    user_f: Callable[[Any, Any, Any], Any] | None = None
 
     @property
     def n_params(self) -> int:
@@ -135,6 +164,25 @@ def initial_states(batch: int) -> np.ndarray:
     return np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
 
 
+def spiral_user_f(hidden: int) -> Callable[[Any, Any, Any], Any]:
+    """The spiral network written the way a user would, in ``autograd.numpy``:
+    ``f(u, p, t) = tanh(u^3 W1 + b1) W2 + b2`` with ``W1`` (2, H), ``b1`` (H,), ``W2`` (H, 2),
+    ``b2`` (2,) unpacked from a flat ``p`` in :class:`autodiffeq.nn.MLP`'s layout (each layer's
+    weights row-major, then its bias), so ``spiral_user_f(H)(u, p, t) == MLP((2, H, 2),
+    activation="tanh", input_transform="cube")(u, p, t)``. No derivatives of its own: the
+    library traces it with autograd. ``u`` may be ``(2,)`` or ``(B, 2)``."""
+    h = hidden
+
+    def f(u: Any, p: Any, t: Any) -> Any:
+        W1 = anp.reshape(p[: 2 * h], (2, h))
+        b1 = p[2 * h : 3 * h]
+        W2 = anp.reshape(p[3 * h : 5 * h], (h, 2))
+        b2 = p[5 * h : 5 * h + 2]
+        return anp.dot(anp.tanh(anp.dot(u**3, W1) + b1), W2) + b2
+
+    return f
+
+
 def true_dynamics(u: np.ndarray, p: Any, t: float) -> np.ndarray:
     """``u' = A u^3`` row by row for a ``(B, 2)`` state."""
     return u**3 @ A_TRUE.T
@@ -146,14 +194,23 @@ def make_case(hidden: int, batch: int) -> Case:
     truth = ade.solve(
         ade.ODEProblem(true_dynamics, u0, TSPAN), SOLVER, saveat=T_SAVE, rtol=1e-10, atol=1e-12
     )
-    return Case(hidden, batch, model, model.init(seed=0), u0, np.asarray(truth.u))
+    p0 = model.init(seed=0)
+    user_f = spiral_user_f(hidden)
+    probe = initial_states(3) * 0.7
+    if not np.allclose(user_f(probe, p0, 0.0), model(probe, p0, 0.0), rtol=1e-12, atol=1e-14):
+        raise AssertionError("spiral_user_f differs from the MLP")
+    return Case(hidden, batch, model, p0, u0, np.asarray(truth.u), user_f)
 
 
-def ade_gradient(case: Case, sensealg: Any, rtol: float = RTOL, atol: float = ATOL) -> Callable:
-    """``p -> d loss / d p`` through ``ade.solve`` with sensitivity method ``sensealg``."""
+def ade_gradient(
+    case: Case, sensealg: Any, rtol: float = RTOL, atol: float = ATOL, f: Any = None
+) -> Callable:
+    """``p -> d loss / d p`` through ``ade.solve`` with sensitivity method ``sensealg``; the
+    right-hand side is ``f`` (default: the case's MLP)."""
+    rhs = case.model if f is None else f
 
     def loss(p: Any) -> Any:
-        prob = ade.ODEProblem(case.model, case.u0, TSPAN, p)
+        prob = ade.ODEProblem(rhs, case.u0, TSPAN, p)
         sol = ade.solve(prob, SOLVER, saveat=T_SAVE, rtol=rtol, atol=atol, sensealg=sensealg)
         return anp.sum((sol.u - case.data) ** 2)
 
@@ -277,6 +334,13 @@ class Result:
     calls: int = 0
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: MODEL_MLP or MODEL_USER (torchdiffeq rows: MODEL_MLP, the same network)
+    model: str = MODEL_MLP
+
+    @property
+    def base(self) -> str:
+        """The method's label without the user-f suffix."""
+        return self.method.removesuffix(USER_SUFFIX)
 
 
 def rel_err(g: np.ndarray, ref: np.ndarray) -> float:
@@ -290,9 +354,11 @@ def run_case(
     budget: float,
     previous: dict[tuple[str, int], tuple[int, float]],
     quick: bool,
+    user_f: bool = True,
 ) -> list[Result]:
-    """Time every method on ``case``; ``previous`` maps (method, B) to (params, seconds) of
-    the last measured case, for skipping methods predicted to exceed ``budget``."""
+    """Time every method on ``case`` (with the MLP and, when ``user_f``, with the user-written
+    network); ``previous`` maps (method label, B) to (params, seconds) of the last measured
+    case, for skipping methods predicted to exceed ``budget``."""
     reg = ade.registry()
     ref = ade_gradient(case, "DiscreteAdjoint", REF_RTOL, REF_ATOL)(case.p0)
     prob = ade.ODEProblem(case.model, case.u0, TSPAN, case.p0)
@@ -347,24 +413,41 @@ def run_case(
         shown = "" if res.seconds is None else f"{res.seconds * 1e3:10.2f} ms  err {res.err:.2e}"
         print(f"  {res.method:24s} {shown} {res.note}", flush=True)
 
+    models = [(MODEL_MLP, "", None)]
+    user_prob = None
+    if user_f and case.user_f is not None:
+        models.append((MODEL_USER, USER_SUFFIX, case.user_f))
+        user_prob = ade.ODEProblem(case.user_f, case.u0, TSPAN, case.p0)
+
     for spec in methods:
-        res = Result(spec.name, spec.mode, case.hidden, case.batch, case.n_params)
-        compat = reg.compatible(SOLVER, "numpy", spec, prob)
-        if not compat:
-            res.note = f"incompatible: {compat.reason}"
-            results.append(res)
-            print(f"  {res.method:24s} {res.note}", flush=True)
-            continue
-        record(res, lambda name=spec.name: ade_gradient(case, name)(case.p0))
+        for model, suffix, f in models:
+            res = Result(
+                spec.name + suffix, spec.mode, case.hidden, case.batch, case.n_params, model=model
+            )
+            compat = reg.compatible(SOLVER, "numpy", spec, prob if f is None else user_prob)
+            if not compat:
+                res.note = f"incompatible: {compat.reason}"
+                results.append(res)
+                print(f"  {res.method:24s} {res.note}", flush=True)
+                continue
+            record(res, lambda name=spec.name, f=f: ade_gradient(case, name, f=f)(case.p0))
 
     registered = {spec.name: spec for spec in methods}
     for label, (name, options) in VARIANTS.items():
         if name not in registered:
             continue
-        res = Result(label, registered[name].mode, case.hidden, case.batch, case.n_params)
-        if reg.compatible(SOLVER, "numpy", registered[name], prob):
-            method = ade.sensitivity_method(name, **options)
-            record(res, lambda method=method: ade_gradient(case, method)(case.p0))
+        for model, suffix, f in models:
+            res = Result(
+                label + suffix,
+                registered[name].mode,
+                case.hidden,
+                case.batch,
+                case.n_params,
+                model=model,
+            )
+            if reg.compatible(SOLVER, "numpy", registered[name], prob if f is None else user_prob):
+                method = ade.sensitivity_method(name, **options)
+                record(res, lambda method=method, f=f: ade_gradient(case, method, f=f)(case.p0))
 
     if torch_mods is not None:
         torch, torchdiffeq = torch_mods
@@ -397,6 +480,7 @@ def tables(results: list[Result], batches: Sequence[int]) -> tuple[list[str], li
         "x ReverseMode",
         "x tdq-adj",
         "x tdq-bp",
+        "x MLP",
         "note",
     ]
     csv_rows: list[list] = []
@@ -410,6 +494,7 @@ def tables(results: list[Result], batches: Sequence[int]) -> tuple[list[str], li
                 for r in results
                 if (r.hidden, r.batch) == (res.hidden, res.batch)
             }
+            suffix = USER_SUFFIX if res.model == MODEL_USER else ""
             row = [
                 batch,
                 res.hidden,
@@ -417,9 +502,10 @@ def tables(results: list[Result], batches: Sequence[int]) -> tuple[list[str], li
                 res.method,
                 None if res.seconds is None else res.seconds * 1e3,
                 res.err,
-                _ratio(same.get("ReverseMode"), res.seconds),
+                _ratio(same.get("ReverseMode" + suffix), res.seconds),
                 _ratio(same.get(TDQ_ADJOINT), res.seconds),
                 _ratio(same.get(TDQ_ODEINT), res.seconds),
+                _ratio(same.get(res.base), res.seconds) if suffix else None,
                 res.note,
             ]
             rows.append(row)
@@ -430,8 +516,9 @@ def tables(results: list[Result], batches: Sequence[int]) -> tuple[list[str], li
 
 
 def is_adjoint(res: Result) -> bool:
-    """Adjoint methods: the reverse-mode sensitivity methods other than the taped one."""
-    return res.mode == "reverse" and res.method != "ReverseMode"
+    """Adjoint methods: the reverse-mode sensitivity methods other than the taped one, on the
+    MLP (the judged comparisons are about the library's network)."""
+    return res.mode == "reverse" and res.method != "ReverseMode" and res.model == MODEL_MLP
 
 
 def judged(results: list[Result], hiddens: Sequence[int], batches: Sequence[int]) -> None:
@@ -483,9 +570,40 @@ def judged(results: list[Result], hiddens: Sequence[int], batches: Sequence[int]
             )
 
 
-def crossover(results: list[Result], hiddens: Sequence[int], batches: Sequence[int]) -> None:
-    """Where the fastest forward method stops beating the fastest reverse one."""
-    print("\n## Forward/adjoint crossover (fastest forward vs fastest reverse-mode method)\n")
+def user_f_cost(results: list[Result], hiddens: Sequence[int], batches: Sequence[int]) -> None:
+    """The user-written network against the MLP, method by method (not judged)."""
+    user = [r for r in results if r.model == MODEL_USER]
+    if not user:
+        return
+    by = {(r.method, r.hidden, r.batch): r.seconds for r in results}
+    print("\n## User-written f (autograd.numpy) vs nn.MLP: t(user f) / t(nn.MLP), same method\n")
+    for batch in batches:
+        for h in hiddens:
+            cells = []
+            for r in user:
+                if (r.hidden, r.batch) != (h, batch):
+                    continue
+                slow = _ratio(r.seconds, by.get((r.base, h, batch)))
+                cells.append(f"{r.base} {'n/a' if slow is None else f'{slow:.1f}x'}")
+            if cells:
+                print(f"  B={batch} H={h}: " + ", ".join(cells))
+
+
+def crossover(
+    results: list[Result],
+    hiddens: Sequence[int],
+    batches: Sequence[int],
+    model: str = MODEL_MLP,
+) -> None:
+    """Where the fastest forward method stops beating the fastest reverse one (rows of
+    ``model``)."""
+    results = [r for r in results if r.model == model]
+    if not results:
+        return
+    print(
+        f"\n## Forward/adjoint crossover, {model} (fastest forward vs fastest reverse-mode "
+        "method)\n"
+    )
     for batch in batches:
         points = []
         for h in hiddens:
@@ -559,9 +677,13 @@ def plot(results: list[Result], batches: Sequence[int], path: Path) -> None:
             if not pts:
                 continue
             xs, ys = zip(*pts, strict=True)
-            style = "--" if name.startswith("torchdiffeq") else "-"
+            style = (
+                "--"
+                if name.startswith("torchdiffeq")
+                else (":" if name.endswith(USER_SUFFIX) else "-")
+            )
             ax.loglog(xs, ys, style, marker=markers[i % len(markers)], label=name)
-        ax.set_xlabel("parameters (7 H + 2)")
+        ax.set_xlabel("parameters (5 H + 2)")
         ax.set_ylabel("seconds per gradient")
         ax.set_title(f"spiral neural ODE, batch {batch}, {SOLVER}/dopri5 rtol {RTOL:g}")
         ax.grid(True, which="both", alpha=0.3)
@@ -590,6 +712,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--no-torch", action="store_true", help="leave torchdiffeq out")
     ap.add_argument(
+        "--no-user-f",
+        action="store_true",
+        help="leave out the rows of the user-written autograd.numpy network",
+    )
+    ap.add_argument(
         "--clock",
         choices=("cpu", "wall"),
         default="cpu",
@@ -612,19 +739,7 @@ def main(argv: list[str] | None = None) -> None:
 
     reg = ade.registry()
     methods = sorted(reg.sensitivities(), key=lambda s: (s.mode, s.name))
-    torch_mods = None
-    if args.no_torch:
-        torch_note = "left out (--no-torch)"
-    else:
-        torch, torchdiffeq, reason = load_torch()
-        if torch is None:
-            torch_note = f"not importable ({reason}): pip install '.[bench-torch]'"
-        else:
-            torch_mods = (torch, torchdiffeq)
-            torch_note = (
-                f"torch {torch.__version__}, torchdiffeq {torchdiffeq.__version__}, "
-                f"{torch.get_num_threads()} thread(s)"
-            )
+    torch_mods, torch_note = torch_modules(not args.no_torch, "left out (--no-torch)")
     print(
         f"autodiffeq {ade.__version__}, numpy {np.__version__}, Python "
         f"{platform.python_version()}; OPENBLAS_NUM_THREADS="
@@ -632,6 +747,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"sensitivity methods: {', '.join(f'{s.name} ({s.mode})' for s in methods)}")
     print(f"torchdiffeq: {torch_note}")
+    print(
+        "models: nn.MLP"
+        + ("" if args.no_user_f else f", user-written autograd.numpy f (rows '...{USER_SUFFIX}')")
+    )
     print(f"H = {hiddens}, B = {batches}, budget {budget:g} s per gradient, {args.clock} clock")
     print(f"memory: {malloc_note}")
 
@@ -641,12 +760,20 @@ def main(argv: list[str] | None = None) -> None:
     for batch in batches:
         for h in hiddens:
             results += run_case(
-                make_case(h, batch), methods, torch_mods, budget, previous, args.quick
+                make_case(h, batch),
+                methods,
+                torch_mods,
+                budget,
+                previous,
+                args.quick,
+                user_f=not args.no_user_f,
             )
 
     headers, rows = tables(results, batches)
     judged(results, hiddens, batches)
-    crossover(results, hiddens, batches)
+    user_f_cost(results, hiddens, batches)
+    crossover(results, hiddens, batches, MODEL_MLP)
+    crossover(results, hiddens, batches, MODEL_USER)
     write_csv(args.out / "gradients.csv", headers, rows)
     plot(results, batches, args.out / "gradients.png")
     print(f"wrote {args.out / 'gradients.csv'}; total {time.perf_counter() - start:.0f} s")

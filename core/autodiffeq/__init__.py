@@ -35,6 +35,7 @@ from .hookspecs import hookimpl, hookspec
 from .local_sensitivity import LocalSensitivities, local_sensitivities
 from .problems import ODEProblem
 from .registry import Compatibility, PluginLoadWarning, Registry, registry
+from .replay import ReplayWarning
 from .rhs_derivatives import DerivativeWarning, RHSDerivatives
 from .sensitivity import (
     ForwardRecord,
@@ -74,6 +75,7 @@ __all__ = [
     "Compatibility",
     "DenseOutputError",
     "DerivativeWarning",
+    "ReplayWarning",
     "ForwardRecord",
     "GradientRequest",
     "DuplicateName",

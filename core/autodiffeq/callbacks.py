@@ -576,6 +576,11 @@ def event_jacobians(cb: Callback, shape: tuple[int, ...], u: np.ndarray, p: Any,
     n = int(u.shape[0])
     m = 0 if p_flat is None else int(p_flat.size)
     p_shape = np.shape(p)
+    layout = None
+    if isinstance(p, (dict, list, tuple)):
+        from .replay.pytree import layout_of
+
+        layout = layout_of(p)
     x0 = np.concatenate([np.asarray(u, dtype=np.float64).reshape(-1),
                          np.zeros(0) if p_flat is None else np.asarray(p_flat, np.float64),
                          [float(t)]])
@@ -584,7 +589,12 @@ def event_jacobians(cb: Callback, shape: tuple[int, ...], u: np.ndarray, p: Any,
         import autograd.numpy as anp
 
         uu = x[:n] if len(shape) == 1 else anp.reshape(x[:n], shape)
-        pp = p if m == 0 else anp.reshape(x[n:n + m], p_shape)
+        if m == 0:
+            pp = p
+        elif layout is not None:
+            pp = layout.unflatten(x[n:n + m], anp.reshape)
+        else:
+            pp = anp.reshape(x[n:n + m], p_shape)
         return uu, pp, x[n + m]
 
     def condition(x: Any) -> Any:

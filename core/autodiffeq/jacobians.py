@@ -305,6 +305,38 @@ class AutogradJacobian(JacobianSource):
         return J, 0
 
 
+class ReplayedJacobian(JacobianSource):
+    """The exact Jacobian from ``f`` recorded once and replayed (:mod:`autodiffeq.replay`):
+    one forward and ``n`` backward sweeps of straight-line NumPy code, no tracing per call.
+
+    ``"auto"`` uses it on backends with the ``"autograd"`` capability when ``f`` can be
+    recorded (written with ``autograd.numpy``); when it cannot (or takes too many
+    value-dependent paths), ``fallback`` is used from then on (``"fd"`` under ``"auto"``,
+    autograd on every call under ``"autograd"``)."""
+
+    def __init__(self, rhs: RHS, fallback: JacobianSource) -> None:
+        self.rhs = rhs
+        self.fallback = fallback
+        self._replay: Any = None
+        self.mode = "autograd"
+
+    def __call__(self, u: Any, t: float, f0: Any) -> tuple[Any, int]:
+        from .replay import ReplayUnavailable, replayed
+
+        if self._replay is not False:
+            rhs = self.rhs
+            try:
+                if self._replay is None:
+                    self._replay = replayed(rhs.user_f, rhs.p, rhs.shape, u.dtype)
+                rf, leaves = self._replay
+                _, rows = rf.jacobian(u.reshape(rhs.shape), leaves, t, want_p=False)
+                return rows, 0
+            except ReplayUnavailable:
+                self._replay = False
+                self.mode = self.fallback.mode
+        return self.fallback(u, t, f0)
+
+
 def jacobian_source(rhs: RHS, mode: str = "auto") -> JacobianSource:
     """The Jacobian source for ``rhs``'s problem under ``mode`` (see :data:`JAC_MODES`)."""
     if mode not in JAC_MODES:
@@ -319,10 +351,13 @@ def jacobian_source(rhs: RHS, mode: str = "auto") -> JacobianSource:
     if mode in ("auto", "user") and jac is not None:
         return UserJacobian(jac, rhs)
     if mode == "autograd":
-        return AutogradJacobian(rhs)
+        return ReplayedJacobian(rhs, AutogradJacobian(rhs))
     if mode == "sparse_fd" or (mode == "auto" and pattern is not None):
         return SparseFiniteDifferenceJacobian(rhs, pattern)
-    return FiniteDifferenceJacobian(rhs, order=1 if mode == "fd_forward" else 2)
+    fd = FiniteDifferenceJacobian(rhs, order=1 if mode == "fd_forward" else 2)
+    if mode == "auto" and "autograd" in getattr(rhs.backend, "capabilities", ()):
+        return ReplayedJacobian(rhs, fd)
+    return fd
 
 
 # ------------------------------------------------------------------------- time derivative

@@ -31,6 +31,7 @@ import numpy as np
 from .backend import Backend
 from .errors import InvalidArgument, UnsupportedCombination
 from .jacobians import as_square_matrix, jacobian_source
+from .replay import ReplayUnavailable, flatten, is_container, layout_of, replayed
 
 MODES = ("auto", "user", "autograd", "fd")
 
@@ -73,9 +74,19 @@ class RHSDerivatives:
         self.xp = backend.xp
         self.dtype = dtype
         self.problem = problem
-        # parameters that are not differentiated are passed through untouched
-        self.p_shape = None if (p is None or not wrt_p) else tuple(np.shape(p))
-        self.m = 0 if self.p_shape is None else int(np.prod(self.p_shape, dtype=np.int64))
+        # parameters that are not differentiated are passed through untouched; a container
+        # of arrays (dict, list, tuple) is differentiated as the flat vector of its float
+        # leaves (:mod:`autodiffeq.replay.pytree`)
+        self.layout = None if (p is None or not wrt_p) else layout_of(p)
+        self.p_container = self.layout is not None and is_container(p)
+        if self.layout is None:
+            self.p_shape = None
+        elif self.p_container:
+            self.p_shape = (self.layout.size,)
+        else:
+            self.p_shape = tuple(np.shape(p))
+        self.m = 0 if self.layout is None else self.layout.size
+        self._replay: Any = None
         self.nf = 0
         model_vjp = getattr(f, "vjp", None)
         model_jvp = getattr(f, "jvp", None)
@@ -170,19 +181,67 @@ class RHSDerivatives:
     def _p_flat_host(self) -> np.ndarray:
         if self.m == 0:
             return np.zeros(0)
+        if self.p_container:
+            return np.asarray(flatten(self.p)[0], dtype=np.float64)
         return np.asarray(self.p, dtype=np.float64).reshape(-1)
+
+    def unflatten_p(self, p_flat: Any, reshape: Callable[[Any, Any], Any]) -> Any:
+        """``p`` in the user's form (array shape or container) from its flat vector."""
+        if self.p_shape is None:
+            return self.p
+        if self.p_container:
+            return self.layout.unflatten(p_flat, reshape)
+        return reshape(p_flat, self.p_shape)
+
+    # ------------------------------------------------------------------ replay
+    @property
+    def replay(self) -> Any:
+        """``(ReplayedFunction, leaves)`` of ``f`` when its derivatives come from autograd
+        and it can be recorded once and replayed (:mod:`autodiffeq.replay`), else ``None``."""
+        r = self._replay
+        if r is None:
+            r = False
+            if self.mode == "autograd" and self._autograd_backend():
+                rf, leaves = replayed(self.f, self.p, self.shape, self.dtype)
+                if rf.disabled is None:
+                    r = (rf, leaves)
+            self._replay = r
+        if r and r[0].disabled is not None:
+            self._replay = r = False
+        return r or None
+
+    def _leaves_from_flat(self, p_flat: Any) -> list[Any]:
+        """The float leaves of ``p`` with values from ``p_flat`` (all of ``p`` is recorded
+        as inputs, so a replay also takes new parameter values)."""
+        rf, leaves = self._replay
+        if self.m == 0:
+            return leaves
+        return rf.layout.split(p_flat)
+
+    def full_rows(self, u: Any, t: float, want_p: bool = True) -> tuple[Any, Any] | None:
+        """``(f(u, t), [J | F_p])`` (``(n, n + m)``; ``F_p`` only when ``want_p``) by one
+        replayed forward and ``n`` backward sweeps, or ``None`` when ``f`` is not replayed."""
+        r = self.replay
+        if r is None:
+            return None
+        want_p = want_p and self.m > 0
+        try:
+            y, rows = r[0].jacobian(np.reshape(u, self.shape), r[1], t, want_p)
+        except ReplayUnavailable:
+            return None
+        self.nf += 1
+        return np.reshape(y, (self.n,)), rows
 
     def _flat_tuple(self, t: float) -> Callable[[tuple[Any, Any]], Any]:
         """``g((u_flat, p_flat)) = flat f`` for autograd."""
         import autograd.numpy as anp
 
-        f, shape, p_shape, n = self.f, self.shape, self.p_shape, self.n
-        p_fixed = self.p
+        f, shape, n = self.f, self.shape, self.n
 
         def g(args: tuple[Any, Any]) -> Any:
             u, pf = args
-            pp = p_fixed if p_shape is None else anp.reshape(pf, p_shape)
-            return anp.reshape(f(anp.reshape(u, shape), pp, t), (n,))
+            return anp.reshape(f(anp.reshape(u, shape), self.unflatten_p(pf, anp.reshape), t),
+                               (n,))
 
         return g
 
@@ -190,7 +249,12 @@ class RHSDerivatives:
         """``f`` on a flat state and flat parameters (traceable by autograd when f is)."""
         import autograd.numpy as anp
 
-        pp = self.p if self.p_shape is None else anp.reshape(p_flat, self.p_shape)
+        if self.replay is not None:
+            try:
+                return replayed_rhs(u, p_flat, t, self)
+            except ReplayUnavailable:
+                pass
+        pp = self.unflatten_p(p_flat, anp.reshape)
         return anp.reshape(self.f(anp.reshape(u, self.shape), pp, t), (self.n,))
 
     def _f_backend(self, u: Any, p: Any, t: float) -> Any:
@@ -200,9 +264,7 @@ class RHSDerivatives:
         return xp.reshape(xp.asarray(out, dtype=self.dtype), (self.n,))
 
     def _p_shaped(self, p_flat: Any) -> Any:
-        if self.p_shape is None:
-            return self.p
-        return self.xp.reshape(p_flat, self.p_shape)
+        return self.unflatten_p(p_flat, self.xp.reshape)
 
     def _host(self, x: Any) -> np.ndarray:
         return np.asarray(self.backend.to_host(x), dtype=np.float64)
@@ -214,6 +276,18 @@ class RHSDerivatives:
     def vjp(self, v: Any, u: Any, t: float, want_p: bool = True) -> tuple[Any, Any]:
         """``(v^T J, v^T df/dp)`` at ``(u, t)``; the second is ``None`` unless ``want_p``."""
         want_p = want_p and self.m > 0
+        r = self.replay
+        if r is not None:
+            try:
+                shape = self.shape
+                _, flat = r[0].vjp(v if v.shape == shape else v.reshape(shape),
+                                   u if u.shape == shape else u.reshape(shape), r[1], t, want_p)
+            except ReplayUnavailable:
+                pass
+            else:
+                self.nf += 1
+                n = self.n
+                return flat[:n], (flat[n:] if want_p else None)
         if self.mode == "autograd":
             from autograd import make_vjp
 
@@ -231,6 +305,18 @@ class RHSDerivatives:
     def jvp(self, du: Any, dp: Any, u: Any, t: float) -> Any:
         """``J du + df/dp dp`` at ``(u, t)`` (``du`` or ``dp`` may be ``None``)."""
         xp = self.xp
+        r = self.replay
+        if r is not None:
+            try:
+                want_p = dp is not None and self.m > 0
+                du_s = np.zeros(self.shape) if du is None else np.reshape(du, self.shape)
+                _, out = r[0].jvp(np.reshape(u, self.shape), r[1], t, du_s,
+                                  r[0].layout.split(dp) if want_p else None)
+            except ReplayUnavailable:
+                pass
+            else:
+                self.nf += 1
+                return np.reshape(out, (self.n,))
         if self.mode == "autograd":
             from autograd import make_jvp
 
@@ -284,6 +370,13 @@ class RHSDerivatives:
             jv = xp.asarray(jv, dtype=self.dtype)
             return self._flat(fu, self.n), _shaped(xp, jv, (k, self.n))
         k = (dU if dU is not None else dP).shape[0]
+        full = self.full_rows(u, t, dP is not None) if k >= self.n else None
+        if full is not None:
+            fu, R = full
+            out = 0.0 if dU is None else dU @ R[:, :self.n].T
+            if dP is not None and self.m > 0:
+                out = out + dP @ R[:, self.n:].T
+            return fu, out
         rows = [
             self.jvp(None if dU is None else dU[j, ...], None if dP is None else dP[j, ...], u, t)
             for j in range(k)
@@ -320,6 +413,9 @@ class RHSDerivatives:
         prob = self.problem
         if self.mode == "user" and (prob is None or prob.jac is None):
             return self._rows_from_vjp(u, t)[0]
+        full = self.full_rows(u, t, want_p=False)
+        if full is not None:
+            return full[1]
         source = self._jacobian_source()
         f0 = self._f_backend(u, self.p, t) if source.mode.endswith("fd") else None
         J, nf = source(u, t, f0)
@@ -348,6 +444,9 @@ class RHSDerivatives:
             return xp.reshape(xp.asarray(Fp, dtype=self.dtype), (self.n, self.m))
         if self.mode == "user" and self.user_vjp is not None:
             return self._rows_from_vjp(u, t)[1]
+        full = self.full_rows(u, t, want_p=True)
+        if full is not None:
+            return full[1][:, self.n:]
         if self.mode == "autograd":
             from autograd import jacobian
 
@@ -393,3 +492,71 @@ class RHSDerivatives:
 def _shaped(xp: Any, x: Any, shape: tuple[int, ...]) -> Any:
     """``x`` reshaped to ``shape``; ``x`` itself when it already has it."""
     return x if tuple(x.shape) == shape else xp.reshape(x, shape)
+
+
+def _any_box(*xs: Any) -> bool:
+    from autograd.tracer import isbox
+
+    return any(isbox(x) for x in xs)
+
+
+def _define_replayed_rhs() -> Any:
+    """``replayed_rhs(u_flat, p_flat, t, derivs)``: the flat right-hand side as one autograd
+    primitive whose VJP and JVP are replays (for methods that trace the whole solve with
+    autograd: each stage is one node of their tape instead of every operation of ``f``)."""
+    from autograd.extend import defjvp_argnums, defvjp_argnums, primitive
+
+    @primitive
+    def rhs(u: Any, p_flat: Any, t: float, derivs: RHSDerivatives) -> Any:
+        rf, _ = derivs.replay
+        return np.reshape(rf.value(np.reshape(u, derivs.shape), derivs._leaves_from_flat(p_flat),
+                                   t), (derivs.n,))
+
+    def vjp_maker(argnums: tuple[int, ...], ans: Any, args: tuple, kwargs: dict) -> Any:
+        u, p_flat, t, derivs = args
+        want_p = 1 in argnums and derivs.m > 0
+
+        def vjp(g: Any) -> tuple[Any, ...]:
+            try:
+                if _any_box(g, u, p_flat):  # differentiated again (e.g. a traced Jacobian)
+                    raise ReplayUnavailable("higher-order")
+                rf, _ = derivs.replay
+                _, flat = rf.vjp(np.reshape(g, derivs.shape), np.reshape(u, derivs.shape),
+                                 derivs._leaves_from_flat(p_flat), t, want_p)
+            except (ReplayUnavailable, TypeError):  # replay given up since the forward pass
+                from autograd import make_vjp
+
+                back, _ = make_vjp(derivs._flat_tuple(t))((u, p_flat))
+                return tuple(back(g)[i] for i in argnums)
+            out = {0: flat[:derivs.n], 1: flat[derivs.n:] if want_p else np.zeros_like(p_flat)}
+            return tuple(out[i] for i in argnums)
+
+        return vjp
+
+    def jvp_maker(argnums: tuple[int, ...], gs: tuple, ans: Any, args: tuple,
+                  kwargs: dict) -> Any:
+        u, p_flat, t, derivs = args
+        tangents = dict(zip(argnums, gs, strict=True))
+        du = tangents.get(0)
+        du = np.zeros(derivs.shape) if du is None else np.reshape(du, derivs.shape)
+        dp = tangents.get(1)
+        try:
+            if _any_box(du, dp, u, p_flat):
+                raise ReplayUnavailable("higher-order")
+            rf, _ = derivs.replay
+            dleaves = None if (dp is None or derivs.m == 0) else rf.layout.split(dp)
+            _, dy = rf.jvp(np.reshape(u, derivs.shape), derivs._leaves_from_flat(p_flat), t,
+                           du, dleaves)
+        except (ReplayUnavailable, TypeError):  # replay given up since the forward pass
+            from autograd import make_jvp
+
+            dp_full = np.zeros_like(p_flat) if dp is None else dp
+            dy = make_jvp(derivs._flat_tuple(t))((u, p_flat))((np.reshape(du, -1), dp_full))[1]
+        return np.reshape(dy, (derivs.n,))
+
+    defvjp_argnums(rhs, vjp_maker)
+    defjvp_argnums(rhs, jvp_maker)
+    return rhs
+
+
+replayed_rhs = _define_replayed_rhs()

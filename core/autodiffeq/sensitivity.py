@@ -32,6 +32,7 @@ from .errors import DenseOutputError, InvalidType, UnsupportedCombination
 from .pipeline import solve_request
 from .problems import ODEProblem
 from .registry import Registry
+from .replay import flatten, is_container, layout_of, replaying_rhs
 from .request import (
     SOLVE_OPTIONS,
     check_saveat,
@@ -43,7 +44,16 @@ from .request import (
 from .rhs_derivatives import RHSDerivatives
 from .solution import Solution
 from .specs import SensitivitySpec, SolverSpec
-from .validation import contains_traced, is_traced, parameter_array, trace_depth, unbox
+from .validation import (
+    check_parameter_leaves,
+    contains_traced,
+    is_traced,
+    parameter_array,
+    trace_depth,
+    traced_flat,
+    unbox,
+    unbox_tree,
+)
 
 logger = logging.getLogger("autodiffeq")
 
@@ -75,7 +85,7 @@ class GradientRequest:
     wrt_p: bool = True
     #: the solve's callbacks (events), flattened in the order given
     callbacks: tuple[Any, ...] = ()
-    _derivatives: dict[str, RHSDerivatives] = field(default_factory=dict, repr=False)
+    _derivatives: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -87,10 +97,22 @@ class GradientRequest:
 
     @property
     def p_shape(self) -> tuple[int, ...] | None:
-        """Shape of the differentiated parameters (``None`` when ``p`` is not traced)."""
+        """Shape of the differentiated parameters (``None`` when ``p`` is not traced; a
+        container of arrays is differentiated as the flat vector of its float leaves)."""
         if self.prob.p is None or not self.wrt_p:
             return None
+        if is_container(self.prob.p):
+            return (layout_of(self.prob.p).size,)
         return tuple(np.shape(self.prob.p))
+
+    @property
+    def p_flat(self) -> np.ndarray:
+        """The differentiated parameters as one flat float64 host vector."""
+        if self.n_p == 0:
+            return np.zeros(0)
+        if is_container(self.prob.p):
+            return np.asarray(flatten(self.prob.p)[0], dtype=np.float64)
+        return np.asarray(self.prob.p, dtype=np.float64).reshape(-1)
 
     @property
     def n_p(self) -> int:
@@ -116,7 +138,7 @@ class GradientRequest:
         """The right-hand-side derivatives of ``prob`` (default: the request's), cached."""
         prob = self.prob if prob is None else prob
         key = f"{mode}:{id(prob)}"
-        if key not in self._derivatives:
+        if key not in self._derivatives or self._derivatives[key].problem is not prob:
             dtype = self.backend.asarray(np.zeros(1), dtype=None).dtype
             u0 = prob.u0
             if hasattr(u0, "dtype"):
@@ -137,16 +159,33 @@ class GradientRequest:
         options["backend"] = self.backend.name
         options, more = split_options(options)
         alg_options.update(more)
-        return solve_request(self.prob if prob is None else prob, self.solver, options,
-                             alg_options, self.registry)
+        return solve_request(self.fast(self.prob if prob is None else prob), self.solver,
+                             options, alg_options, self.registry)
+
+    def fast(self, prob: ODEProblem) -> ODEProblem:
+        """``prob`` with ``f`` evaluated by replaying its recording
+        (:func:`autodiffeq.replay.replaying_rhs`: the same values without autograd's
+        per-call dispatch) on backends with the ``"autograd"`` capability; ``prob`` itself
+        for models carrying their own derivatives, or when ``f`` cannot be recorded."""
+        if ("autograd" not in getattr(self.backend, "capabilities", ())
+                or callable(getattr(prob.f, "vjp", None))):
+            return prob
+        key = f"fast:{id(prob)}"
+        cached = self._derivatives.get(key)
+        if cached is None or cached[0] is not prob:  # (ids of dead problems are reused)
+            dtype = np.asarray(prob.u0).dtype
+            f = replaying_rhs(prob.f, prob.p, tuple(prob.shape), dtype)
+            cached = self._derivatives[key] = (prob, prob if f is prob.f else prob.remake(f=f))
+        return cached[1]
 
     def make_stepper(self) -> Any:
         """A fresh stepper of the request's solver on its problem (for replaying steps)."""
         from .stepper import RHS
 
         sol_dtype = self.backend.asarray(self.prob.u0).dtype
+        prob = self.fast(self.prob)
         rhs = RHS(
-            self.prob.f, self.prob.p, self.shape, sol_dtype, self.backend, self.prob,
+            prob.f, prob.p, self.shape, sol_dtype, self.backend, prob,
             convert_output=True, registry=self.registry,
         )
         return self.solver.factory(rhs, self.backend, **self.solve_options.get("alg_options", {}))
@@ -323,7 +362,8 @@ def choose_sensitivity(
             "sensealg must be a sensitivity method name, a SensitivitySpec, a method object "
             f"(ade.sensitivity_method(...)) or None, got {type(sensealg).__name__}"
         )
-    n_in = int(np.size(unbox(prob.u0))) + (0 if prob.p is None else int(np.size(prob.p)))
+    n_in = int(np.size(unbox(prob.u0))) + (
+        0 if prob.p is None else layout_of(unbox_tree(prob.p)).size)
     mode = "forward" if n_in <= FORWARD_THRESHOLD else "reverse"
     usable = [s for s in reg.sensitivities()
               if reg.compatible(solver, backend.name, s, prob, features=features)]
@@ -356,14 +396,9 @@ class _Context:
         #: what ``sol(t)`` interpolated, by the bytes of the times: (states, method data)
         self.interpolated: dict[bytes, tuple[Any, Any]] = {}
         self._fallback: tuple[SensitivityMethod, GradientRequest, Any] | None = None
-        #: list or tuple when the user's p was one (its gradient is returned the same way)
-        self.p_container: type | None = None
-
-    def like_p(self, g: np.ndarray) -> Any:
-        """The gradient with respect to ``p`` in the container type the user passed."""
-        if self.p_container is None:
-            return g
-        return self.p_container(g.tolist())
+        #: the traced flat parameters given to the primitive (containers: their float
+        #: leaves concatenated; see :func:`traced_flat`)
+        self.p_traced: Any = None
 
     def jvp(self, du0: Any, dp: Any) -> Any:
         request, record = self.request, self.record
@@ -455,8 +490,7 @@ def _define_primitive() -> Any:
                 if argnum == 0:
                     out.append(_host_shaped(be, g_u0, request.shape, request.prob.u0))
                 else:
-                    out.append(ctx.like_p(_host_shaped(be, g_p, request.p_shape,
-                                                       request.prob.p)))
+                    out.append(_host_shaped(be, g_p, request.p_shape, _p_like(request)))
             return tuple(out)
 
         return vjp
@@ -520,7 +554,7 @@ def _define_interpolation_primitive() -> Any:
             g_u0, g_p = method.interpolation_vjp(req, record, data, g_flat)
             return tuple(
                 _host_shaped(be, g_u0, request.shape, request.prob.u0) if argnum == 0
-                else ctx.like_p(_host_shaped(be, g_p, request.p_shape, request.prob.p))
+                else _host_shaped(be, g_p, request.p_shape, _p_like(request))
                 for argnum in argnums
             )
 
@@ -565,6 +599,12 @@ def event_list(record: ForwardRecord, request: GradientRequest) -> list[tuple[in
 
 _PRIMITIVE: Any = None
 _INTERPOLATION_PRIMITIVE: Any = None
+
+
+def _p_like(request: GradientRequest) -> Any:
+    """What the gradient with respect to ``p`` is shaped like (containers: flat)."""
+    p = request.prob.p
+    return request.p_flat if is_container(p) else p
 
 
 def _host_shaped(be: Backend, x: Any, shape: tuple[int, ...] | None,
@@ -636,13 +676,14 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any],
             "only, and nesting them would silently yield zeros",
             (),
         )
-    p_val = unbox(prob.p)
-    if wrt_p and not is_traced(prob.p):
-        raise InvalidType(
-            "p must be an array to be differentiated, not a container holding traced values "
-            f"({type(p_val).__name__}); flatten it, e.g. with autograd.misc.flatten"
-        )
-    if wrt_p:
+    p_in = prob.p
+    p_val = unbox_tree(prob.p)
+    if wrt_p and is_container(p_val):
+        # a dict / list / tuple of arrays: the solve is differentiated with respect to the
+        # flat vector of its float leaves; autograd carries the gradient back to the leaves
+        p_in = traced_flat(prob.p)
+        check_parameter_leaves(p_val)
+    elif wrt_p:
         p_val = parameter_array(p_val, "to be differentiated")
     primal = prob.remake(u0=np.asarray(unbox(prob.u0)), p=p_val)
     be = resolve_backend(reg, backend_name)
@@ -671,14 +712,9 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any],
         callbacks=callbacks,
     )
     ctx = _Context(request, method, auto=sensealg is None)
-    raw_p = getattr(prob.p, "_value", prob.p)
-    while is_traced(raw_p):
-        raw_p = raw_p._value
-    if isinstance(raw_p, (list, tuple)):
-        ctx.p_container = type(raw_p)
     if _PRIMITIVE is None:
         _PRIMITIVE = _define_primitive()
-    u_out = _PRIMITIVE(prob.u0, prob.p, ctx)
+    u_out = _PRIMITIVE(prob.u0, p_in, ctx)
     record = ctx.record
     fwd = record.solution
     t_events: list[Any] = []

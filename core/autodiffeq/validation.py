@@ -39,6 +39,63 @@ def unbox(x: Any) -> Any:
     return x
 
 
+def unbox_tree(x: Any) -> Any:
+    """``x`` with every autograd box unboxed, inside dicts, lists and tuples too."""
+    x = unbox(x)
+    if isinstance(x, dict):
+        return {k: unbox_tree(v) for k, v in x.items()}
+    if isinstance(x, tuple) and hasattr(x, "_fields"):
+        return type(x)(*(unbox_tree(v) for v in x))
+    if isinstance(x, (list, tuple)):
+        return type(x)(unbox_tree(v) for v in x)
+    return x
+
+
+def traced_flat(p: Any) -> Any:
+    """The float leaves of the (possibly traced) container ``p`` concatenated into one flat
+    vector that autograd differentiates back to the leaves, in the order of
+    :func:`autodiffeq.replay.flatten`."""
+    import autograd.numpy as anp
+
+    from .replay.pytree import _is_float_leaf
+
+    leaves: list[Any] = []
+
+    def walk(x: Any) -> None:
+        value = unbox(x)
+        if isinstance(value, dict):
+            keys = sorted(value.keys()) if _sortable(value) else sorted(value.keys(), key=repr)
+            for k in keys:
+                walk(x[k])
+        elif isinstance(value, (list, tuple)):
+            for i in range(len(value)):
+                walk(x[i])
+        elif _is_float_leaf(value) or (is_traced(x) and isinstance(value, (int, float))):
+            leaves.append(anp.reshape(x, (-1,)))
+
+    walk(p)
+    if not leaves:
+        return anp.zeros(0)
+    return anp.concatenate(leaves)
+
+
+def _sortable(d: dict) -> bool:
+    try:
+        sorted(d.keys())
+    except TypeError:
+        return False
+    return True
+
+
+def check_parameter_leaves(p: Any) -> None:
+    """Every float leaf of the container ``p`` is finite."""
+    from .replay.pytree import float_leaves
+
+    for i, leaf in enumerate(float_leaves(p)):
+        if not np.all(np.isfinite(np.asarray(leaf))):
+            raise InvalidArgument(f"p contains NaN or inf (in its float leaf number {i})")
+
+
 def array_namespace_of(x: Any) -> Any | None:
     """The array-API namespace of ``x`` if it is a non-NumPy array-API array, else ``None``."""
     if isinstance(x, (np.ndarray, np.generic)):

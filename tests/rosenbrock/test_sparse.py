@@ -189,11 +189,25 @@ def test_auto_mode_resolution():
     cases = [
         ({"jac": rd_jac_sparse, "jac_prototype": PATTERN}, "user"),
         ({"jac_prototype": PATTERN}, "sparse_fd"),
-        ({}, "fd"),
+        ({}, "autograd"),  # f in autograd.numpy: the exact Jacobian, recorded and replayed
     ]
     for kwargs, mode in cases:
         stepper, _, _ = _stepper(ade.ODEProblem(rd_autograd, U0, (0.0, T1), **kwargs))
         assert stepper.jac_mode == mode
+
+
+def test_auto_mode_falls_back_to_differences_for_an_unrecordable_f():
+    def rd_plain(w, p, t):  # builds its result with np.array of traced entries
+        return np.array([float(x) for x in np.ravel(rd_autograd(np.asarray(w), p, t))])
+
+    stepper, be, _ = _stepper(ade.ODEProblem(rd_plain, U0, (0.0, T1)))
+    u0 = be.asarray(U0).reshape(-1)
+    J, nf = stepper._jac(u0, 0.0, rd_plain(U0, None, 0.0).reshape(-1))
+    assert stepper.jac_mode == "fd" and nf > 0
+    J_exact, _ = _stepper(ade.ODEProblem(rd_autograd, U0, (0.0, T1)))[0]._jac(
+        u0, 0.0, rd_plain(U0, None, 0.0).reshape(-1))
+    scale = np.abs(J_exact).max()
+    assert np.abs(np.asarray(J) - J_exact).max() <= 1e-5 * scale  # differences: ~eps^(2/3)
 
 
 def test_a_dense_0_1_array_is_a_valid_prototype(rd_ref):

@@ -37,7 +37,7 @@ from autodiffeq.sensitivity import (
 def _p_flat(request: GradientRequest) -> np.ndarray:
     if request.n_p == 0:
         return np.zeros(0)
-    return np.asarray(request.prob.p, dtype=np.float64).reshape(-1)
+    return request.p_flat
 
 
 def require_traceable(derivs: Any, what: str) -> None:

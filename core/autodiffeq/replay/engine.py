@@ -1,0 +1,331 @@
+"""Trace once, replay many times: derivatives of a user's ``f(u, p, t)``.
+
+:class:`ReplayedFunction` records ``f`` with autograd's tracer once per *input signature*
+(the state's shape and dtype, the parameter container's structure, its leaves' shapes and
+dtypes, its non-numeric leaves), compiles the recording into straight-line NumPy code
+(:mod:`.codegen`) and evaluates ``f``, ``g^T df/du``, ``g^T df/dp``, ``df/du du + df/dp dp``
+and whole Jacobians by running that code on new values: no boxes, no re-tracing.
+
+When is a recording valid? The recorded operations are valid wherever ``f`` would execute the
+same operations. They may differ only when Python control flow depends on a traced value
+(``if u[0] > 0``) or an index or shape does (``u[u > 0]``): each such ``bool`` is recorded as
+a guard and each data-dependent shape is checked on replay; a replay that leaves the recorded
+path raises :class:`~.codegen.Stale` and ``f`` is recorded again on the new path (up to
+``max_variants`` paths, then autograd is used on every call). A function whose traced values
+leave autograd (``float(u[0])``, ``math.exp(t)``, ``np.asarray(u)``) cannot be recorded and
+is also differentiated by autograd on every call. Every new recording is checked once
+against autograd itself (value and one VJP at the recording point); a mismatch disables the
+replay for that function with a :class:`ReplayWarning`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .codegen import Program, Stale
+from .pytree import ParamLayout, float_leaves, layout_of
+from .record import Graph, record
+
+logger = logging.getLogger("autodiffeq")
+
+#: recordings kept per function and signature before giving up on replay
+MAX_VARIANTS = 8
+
+
+class ReplayWarning(UserWarning):
+    """A recording of ``f`` failed its self-check; autograd is used instead."""
+
+
+class ReplayUnavailable(Exception):
+    """``f`` cannot be replayed (the reason is the message); use autograd on each call."""
+
+
+@dataclass
+class _Variant:
+    """One recorded path of ``f`` and its compiled programs (by wanted inputs)."""
+
+    graph: Graph
+    programs: dict[tuple[int, ...], Any] = field(default_factory=dict)
+    value: Any = None
+    forward: dict[tuple[int, ...], Any] = field(default_factory=dict)
+    tangent: dict[tuple[int, ...], Any] = field(default_factory=dict)
+
+    def program(self, wanted: tuple[int, ...]) -> Program:
+        prog = self.programs.get(wanted)
+        if prog is None:
+            prog = self.programs[wanted] = Program(self.graph, wanted)
+        return prog
+
+
+class ReplayedFunction:
+    """``f(u, p, t)`` for one input signature, recorded and replayed (see module doc).
+
+    Inputs are passed as ``(u, leaves, t)``: ``u`` in the state's shape, ``leaves`` the
+    floating-point leaves of ``p`` in :mod:`.pytree` order (their values may change from call
+    to call; the container's structure may not), ``t`` a float.
+    """
+
+    def __init__(self, f: Callable[..., Any], layout: ParamLayout, shape: tuple[int, ...],
+                 max_variants: int = MAX_VARIANTS) -> None:
+        self.f = f
+        self.layout = layout
+        self.shape = tuple(shape)
+        self.n = int(np.prod(self.shape, dtype=np.int64))
+        self.m = layout.size
+        self.n_leaves = layout.n_leaves
+        self.max_variants = max_variants
+        self.variants: list[_Variant] = []
+        #: why replay was given up (``None`` while it is used)
+        self.disabled: str | None = None
+        self.n_traces = 0
+        self._wanted_all = tuple(range(1 + self.n_leaves))
+        self._eye: dict[tuple, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ recording
+    def _call(self, u: Any, *rest: Any) -> Any:
+        p = self.layout.fill(list(rest[:-1]))
+        return self.f(u, p, rest[-1])
+
+    def _record(self, inputs: list[Any]) -> _Variant:
+        if self.disabled is not None:
+            raise ReplayUnavailable(self.disabled)
+        if len(self.variants) >= self.max_variants:
+            self._disable(f"f took more than {self.max_variants} different paths (Python "
+                          "control flow on traced values); autograd is used on every call")
+        self.n_traces += 1
+        try:
+            graph = record(self._call, inputs)
+        except Exception as exc:  # noqa: BLE001 - any failure means: do not replay
+            self._disable(f"f cannot be recorded ({type(exc).__name__}: {exc})")
+        if graph.unreplayable:
+            self._disable(graph.unreplayable)
+        variant = _Variant(graph)
+        try:
+            self._self_check(variant, inputs)
+        except ReplayUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self._disable(f"the recording of f failed its check ({type(exc).__name__}: {exc})")
+        self.variants.insert(0, variant)
+        logger.debug("replay: recorded %s (%d operations, %d guards, path %d)",
+                     getattr(self.f, "__name__", self.f), len(graph.ops), len(graph.guards),
+                     len(self.variants))
+        return variant
+
+    def _disable(self, why: str) -> None:
+        self.disabled = why
+        self.variants.clear()
+        logger.debug("replay of %s disabled: %s", getattr(self.f, "__name__", self.f), why)
+        raise ReplayUnavailable(why)
+
+    def _self_check(self, variant: _Variant, inputs: list[Any]) -> None:
+        """The replay reproduces ``f`` and one autograd VJP at the recording point."""
+        from autograd import make_vjp
+
+        graph = variant.graph
+        expected = graph.values[graph.output] if graph.output is not None \
+            else graph.constant_output
+        prog = variant.program(self._wanted_all)
+        variant.value = prog.value_function()
+        got = variant.value(*inputs)
+        if not _close(got, expected, rtol=1e-12 if np.result_type(expected) == np.float64
+                      else 1e-5):
+            self._disable("replaying f does not reproduce its value (is f pure?)")
+        fwd = variant.forward[self._wanted_all] = prog.forward_function()
+        y, back = fwd(*inputs)
+        rng = np.random.default_rng(0)
+        g = rng.standard_normal(np.shape(expected))
+        got_vjp = back(g)
+        t = inputs[-1]
+
+        def flat_f(args: tuple) -> Any:
+            return self._call(args[0], *args[1:], t)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            vjp, _ = make_vjp(flat_f)(tuple(inputs[:-1]))
+            ref = vjp(g)
+        ref_flat = np.concatenate([np.reshape(np.asarray(r, dtype=np.float64), -1)
+                                   for r in ref]) if ref else np.zeros(0)
+        # autograd's rules and the replay's may round differently (e.g. 1/cosh^2 against
+        # 1 - tanh^2): agreement to 1e4 ulps of the working precision; a wrong rule is off
+        # by O(1)
+        eps = float(np.finfo(np.result_type(expected, *inputs[:-1], np.float32)).eps)
+        if not _close(got_vjp, ref_flat, rtol=max(1e-9, 1e4 * eps)):
+            warnings.warn(
+                f"replayed derivatives of {getattr(self.f, '__name__', 'f')} disagree with "
+                "autograd's at the recording point; autograd is used instead (please report "
+                "this with the function)", ReplayWarning, stacklevel=6)
+            self._disable("replayed VJP disagrees with autograd's")
+
+    # ------------------------------------------------------------------ running
+    def _run(self, kind: str, wanted: tuple[int, ...], inputs: list[Any], extra: tuple = ()
+             ) -> Any:
+        variants = self.variants
+        for i, var in enumerate(variants):
+            fn = var.value if kind == "value" else getattr(var, kind).get(wanted)
+            if fn is None:
+                fn = self._compile(var, kind, wanted)
+            try:
+                out = fn(*inputs, *extra)
+            except Stale:
+                continue
+            if i:
+                variants.insert(0, variants.pop(i))
+            return out
+        var = self._record(inputs)
+        fn = var.value if kind == "value" else getattr(var, kind).get(wanted)
+        if fn is None:
+            fn = self._compile(var, kind, wanted)
+        return fn(*inputs, *extra)
+
+    def _compile(self, var: _Variant, kind: str, wanted: tuple[int, ...]) -> Any:
+        prog = var.program(wanted)
+        if kind == "forward":
+            fn = var.forward[wanted] = prog.forward_function()
+        else:
+            fn = var.tangent[wanted] = prog.tangent_function()
+        return fn
+
+    def _inputs(self, u: Any, leaves: list[Any], t: float) -> list[Any]:
+        return [u, *leaves, float(t)]
+
+    def _wanted(self, want_p: bool) -> tuple[int, ...]:
+        return self._wanted_all if want_p else (0,)
+
+    def value(self, u: Any, leaves: list[Any], t: float) -> Any:
+        """``f(u, p, t)`` by replay."""
+        if self.variants:  # hot path: the most recent path, already compiled
+            try:
+                return self.variants[0].value(u, *leaves, t)
+            except Stale:
+                pass
+        return self._run("value", (), self._inputs(u, leaves, t))
+
+    def vjp(self, g: Any, u: Any, leaves: list[Any], t: float, want_p: bool = True
+            ) -> tuple[Any, np.ndarray]:
+        """``(f, [g^T df/du, g^T df/dp])`` (flat; the ``p`` part only when ``want_p``):
+        one forward and one backward sweep."""
+        wanted = self._wanted_all if want_p else (0,)
+        if self.variants:  # hot path: the most recent path, already compiled
+            fn = self.variants[0].forward.get(wanted)
+            if fn is not None:
+                try:
+                    y, back = fn(u, *leaves, t)
+                except Stale:
+                    pass
+                else:
+                    return y, back(g)
+        y, back = self._run("forward", wanted, self._inputs(u, leaves, t))
+        return y, back(g)
+
+    def jacobian(self, u: Any, leaves: list[Any], t: float, want_p: bool = True
+                 ) -> tuple[Any, np.ndarray]:
+        """``(f, [df/du | df/dp])``: the rows of both Jacobians, ``(len(f), n [+ m])``, from
+        one forward and ``len(f)`` backward sweeps."""
+        y, back = self._run("forward", self._wanted(want_p), self._inputs(u, leaves, t))
+        shape = np.shape(y)
+        eye = self._eye.get(shape)
+        if eye is None:
+            size = int(np.prod(shape, dtype=np.int64))
+            eye = self._eye[shape] = np.eye(size).reshape((size, *shape))
+        rows = np.empty((eye.shape[0], self.n + (self.m if want_p else 0)))
+        for i in range(eye.shape[0]):
+            rows[i] = back(eye[i])
+        return y, rows
+
+    def jvp(self, u: Any, leaves: list[Any], t: float, du: Any,
+            dleaves: list[Any] | None = None) -> tuple[Any, Any]:
+        """``(f, df/du du + df/dp dp)``; ``dleaves``: tangents of the leaves (``None``: no
+        parameter tangent)."""
+        inputs = self._inputs(u, leaves, t)
+        if dleaves is None:
+            return self._run("tangent", (0,), inputs, (du,))
+        return self._run("tangent", self._wanted_all, inputs, (du, *dleaves))
+
+
+def _close(a: Any, b: Any, rtol: float = 1e-12) -> bool:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape and a.size != b.size:
+        return False
+    a, b = a.reshape(-1), b.reshape(-1)
+    scale = np.maximum(np.abs(a), np.abs(b)).max(initial=0.0)
+    return bool(np.all(np.abs(a - b) <= rtol * scale + 1e-300))
+
+
+# --------------------------------------------------------------------------- cache
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _static_key(template: Any) -> Any:
+    from .pytree import _Leaf
+
+    if isinstance(template, _Leaf):
+        return ("leaf", template.index)
+    if isinstance(template, dict):
+        return ("dict", tuple((repr(k), _static_key(v)) for k, v in template.items()))
+    if isinstance(template, (list, tuple)):
+        return (type(template).__name__, tuple(_static_key(v) for v in template))
+    try:
+        hash(template)
+    except TypeError:
+        return ("id", id(template))
+    return ("static", type(template).__name__, template)
+
+
+def replayed(f: Callable[..., Any], p: Any, shape: tuple[int, ...], dtype: Any
+             ) -> tuple[ReplayedFunction, list[Any]]:
+    """The :class:`ReplayedFunction` of ``f`` for this signature (shared by all solves of
+    the same ``f``: recorded once per signature) and ``p``'s float leaves to pass it."""
+    f = getattr(f, "replay_of", f)
+    layout = layout_of(p)
+    leaves = float_leaves(p)
+    key = (tuple(shape), np.dtype(dtype).str, _static_key(layout.template), layout.shapes,
+           tuple(np.result_type(leaf).str for leaf in leaves))
+    try:
+        per_f = _CACHE.get(f)
+    except TypeError:  # not weak-referenceable
+        per_f = None
+    if per_f is None:
+        per_f = {}
+        try:
+            _CACHE[f] = per_f
+        except TypeError:
+            pass
+    rf = per_f.get(key)
+    if rf is None:
+        rf = per_f[key] = ReplayedFunction(f, layout, tuple(shape))
+    return rf, leaves
+
+
+def replaying_rhs(f: Callable[..., Any], p: Any, shape: tuple[int, ...], dtype: Any
+                  ) -> Callable[..., Any]:
+    """``f`` evaluated by replaying its recording: the same values (the same NumPy
+    operations, without autograd's per-call dispatch), for the solves inside a gradient.
+    Calls with other parameters, with autograd boxes, or once ``f`` is not replayed go to
+    ``f`` itself. ``replay_of`` names ``f`` (so that recordings are shared)."""
+    from autograd.tracer import isbox
+
+    rf, leaves = replayed(f, p, shape, dtype)
+    if rf.disabled is not None:
+        return f
+
+    def rhs(u: Any, p_call: Any, t: Any) -> Any:
+        if p_call is p and rf.disabled is None and not isbox(u) and not isbox(t):
+            try:
+                return rf.value(u, leaves, t)
+            except ReplayUnavailable:
+                pass
+        return f(u, p_call, t)
+
+    rhs.replay_of = f  # type: ignore[attr-defined]
+    rhs.__name__ = getattr(f, "__name__", "f")
+    return rhs
