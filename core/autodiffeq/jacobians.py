@@ -17,8 +17,9 @@ Jacobian sources (solver option ``jac_mode``, :data:`JAC_MODES`):
 
 - ``"user"``: ``ODEProblem(jac=...)``, a callable ``jac(u, p, t)`` (``u`` in the user's shape)
   or a constant matrix; a ``scipy.sparse`` result selects the sparse linear algebra.
-- ``"autograd"``: exact, by autograd's reverse mode (NumPy backend, ``f`` written with
-  ``autograd.numpy``); one traced evaluation and ``n`` backward passes.
+- ``"autograd"``: exact, by reverse mode: the replayed recording of ``f`` when it can be
+  recorded, else autograd tracing ``f`` at every call (NumPy backend, ``f`` written with
+  ``autograd.numpy``); one forward and ``n`` backward passes.
 - ``"fd"``: dense second-order one-sided differences, ``2n`` evaluations
   (:class:`FiniteDifferenceJacobian`, the increments scaled per component, differenced by
   :func:`autodiffeq.derivatives.jacobian_fd_dense`); ``"fd_forward"``: first order, ``n``
@@ -29,15 +30,17 @@ Jacobian sources (solver option ``jac_mode``, :data:`JAC_MODES`):
   ``scipy.sparse`` CSC matrix on backends with capability ``"sparse"`` and a dense array
   (same compression) elsewhere.
 - ``"auto"`` (default): the user's ``jac`` if given, else ``"sparse_fd"`` if a
-  ``jac_prototype`` is given, else ``"fd"``.
+  ``jac_prototype`` is given, else the exact Jacobian of ``f`` recorded once and replayed
+  (:class:`ReplayedJacobian`, :mod:`autodiffeq.replay`), else ``"fd"`` (an ``f`` that cannot
+  be recorded).
 
-Why ``"auto"`` does not pick autograd: measured on this machine (NumPy 2.4, autograd 1.9) an
-autograd Jacobian costs about 5x a second-order difference Jacobian at every size tried
-(ROBER, n = 3: 430 us vs 74 us; a 1-D reaction-diffusion f, n = 10/50/200: 1.0/4.6/18 ms vs
-0.19/0.92/4.2 ms), because each of its ``n`` backward passes replays the traced graph in
-Python, while second-order differences are accurate to ``~eps**(2/3)`` and give the same
-steps and results as the exact Jacobian on the stiff test problems. Autograd stays available
-as ``jac_mode="autograd"`` (exact; worth it for badly scaled ``f`` where differences fail).
+Why ``"auto"`` prefers the replayed Jacobian: it is exact, and cheaper than differences.
+Measured on the 2-core development machine (NumPy 2.4, autograd 1.9, one source call):
+ROBER (n = 3) 28 us replayed against 100 us for second-order differences; a 1-D
+reaction-diffusion ``f`` (n = 10/50/200) 139/622/2720 us against 207/962/4991 us (one replayed
+forward sweep and ``n`` backward sweeps of straight-line NumPy, against ``2n`` calls of ``f``).
+autograd's own ``jacobian`` (``jac_mode="autograd"`` before the replay) cost about 5x the
+differences, because it re-traced ``f`` at every call.
 
 Time derivative (:class:`TimeDerivative`): ``ODEProblem(tgrad=...)`` if given; nothing for an
 autonomous ``f`` (solver option ``autonomous``, or detected once per solve by
@@ -309,10 +312,11 @@ class ReplayedJacobian(JacobianSource):
     """The exact Jacobian from ``f`` recorded once and replayed (:mod:`autodiffeq.replay`):
     one forward and ``n`` backward sweeps of straight-line NumPy code, no tracing per call.
 
-    ``"auto"`` uses it on backends with the ``"autograd"`` capability when ``f`` can be
-    recorded (written with ``autograd.numpy``); when it cannot (or takes too many
-    value-dependent paths), ``fallback`` is used from then on (``"fd"`` under ``"auto"``,
-    autograd on every call under ``"autograd"``)."""
+    ``"auto"`` uses it when ``f`` can be recorded (written with ``autograd.numpy``, or with
+    the array API on another backend, replayed there with the backend's own calls when every
+    operation has an array-API rule, :mod:`autodiffeq.replay.flavors`); when it cannot (or
+    takes too many value-dependent paths), ``fallback`` is used from then on (``"fd"`` under
+    ``"auto"``, autograd on every call under ``"autograd"``)."""
 
     def __init__(self, rhs: RHS, fallback: JacobianSource) -> None:
         self.rhs = rhs
@@ -327,9 +331,12 @@ class ReplayedJacobian(JacobianSource):
             rhs = self.rhs
             try:
                 if self._replay is None:
-                    self._replay = replayed(rhs.user_f, rhs.p, rhs.shape, u.dtype)
+                    self._replay = replayed(rhs.user_f, rhs.p, rhs.shape, u.dtype,
+                                            backend=rhs.backend)
                 rf, leaves = self._replay
-                _, rows = rf.jacobian(u.reshape(rhs.shape), leaves, t, want_p=False)
+                shaped = u if tuple(u.shape) == rhs.shape else rhs.backend.xp.reshape(
+                    u, rhs.shape)
+                _, rows = rf.jacobian(shaped, leaves, t, want_p=False)
                 return rows, 0
             except ReplayUnavailable:
                 self._replay = False
@@ -355,7 +362,7 @@ def jacobian_source(rhs: RHS, mode: str = "auto") -> JacobianSource:
     if mode == "sparse_fd" or (mode == "auto" and pattern is not None):
         return SparseFiniteDifferenceJacobian(rhs, pattern)
     fd = FiniteDifferenceJacobian(rhs, order=1 if mode == "fd_forward" else 2)
-    if mode == "auto" and "autograd" in getattr(rhs.backend, "capabilities", ()):
+    if mode == "auto":  # exact when f can be recorded (any backend: autodiffeq.replay)
         return ReplayedJacobian(rhs, fd)
     return fd
 

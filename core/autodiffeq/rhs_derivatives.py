@@ -124,17 +124,22 @@ class RHSDerivatives:
             return "user"
         if mode == "autograd":
             if not self._autograd_backend():
-                raise UnsupportedCombination(
-                    f"autojacvec='autograd' needs a backend with the 'autograd' capability "
-                    f"(NumPy), not {self.backend.name!r}",
-                    ("user", "fd"),
-                )
+                why = self._array_api_replay()
+                if why is not None:
+                    raise UnsupportedCombination(
+                        f"autojacvec='autograd' on backend {self.backend.name!r}: autograd "
+                        f"cannot trace its arrays, and the recording of f cannot be "
+                        f"replayed there ({why})",
+                        ("user", "fd"),
+                    )
             return "autograd"
         if mode == "fd":
             return "fd"
         if self._user_available():
             return "user"
         if self._autograd_backend() and self._traceable():
+            return "autograd"
+        if not self._autograd_backend() and self._array_api_replay() is None:
             return "autograd"
         warnings.warn(
             "derivatives of f fall back to finite differences (pass ODEProblem(vjp=...) or "
@@ -144,6 +149,27 @@ class RHSDerivatives:
             stacklevel=4,
         )
         return "fd"
+
+    def _array_api_replay(self) -> str | None:
+        """On a backend autograd cannot trace: record ``f`` (called on host values through
+        autograd's array namespace) and replay it with the backend's array-API calls
+        (:mod:`autodiffeq.replay.flavors`). ``None`` when that works, else why not."""
+        xp = self.xp
+        prob = self.problem
+        u0 = getattr(prob, "u0", None)
+        try:
+            u = (self.backend.asarray(u0, dtype=self.dtype) if u0 is not None
+                 else xp.ones(self.shape, dtype=self.dtype) * 0.5)
+            u = xp.reshape(u, self.shape)
+            t0 = float(prob.tspan[0]) if prob is not None else 0.0
+            rf, leaves = replayed(self.f, self.p, self.shape, self.dtype, backend=self.backend)
+            rf.value(u, leaves, t0)
+        except ReplayUnavailable as exc:
+            return str(exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. p cannot be moved: no replay
+            return f"{type(exc).__name__}: {exc}"
+        self._replay = (rf, leaves)
+        return None
 
     def _autograd_backend(self) -> bool:
         """Whether autograd can trace ``f`` on this backend's arrays: the backend declares
@@ -160,8 +186,21 @@ class RHSDerivatives:
         return cached
 
     def _traceable(self) -> bool:
-        """One trial trace of ``f`` by autograd at a representative point."""
+        """Whether autograd traces ``f``: ``f`` already recorded for replay (once per
+        function and signature), or recorded now, or else one trial trace by autograd at a
+        representative point (a function that autograd traces but the replay gives up on,
+        e.g. too many branches)."""
         from autograd import make_vjp
+
+        rf, leaves = replayed(self.f, self.p, self.shape, self.dtype)
+        if rf.variants:
+            return True
+        if rf.disabled is None:
+            try:
+                rf.value(np.ones(self.shape) * 0.5, leaves, 0.0)
+                return True
+            except ReplayUnavailable:
+                pass
 
         u = np.ones(self.n) * 0.5
         try:
@@ -201,8 +240,20 @@ class RHSDerivatives:
         r = self._replay
         if r is None:
             r = False
-            if self.mode == "autograd" and self._autograd_backend():
+            if self.mode == "autograd" and not self._autograd_backend():
+                r = False if self._array_api_replay() is not None else self._replay
+            elif self.mode == "autograd":
                 rf, leaves = replayed(self.f, self.p, self.shape, self.dtype)
+                if not rf.variants and rf.disabled is None:  # record now, at u0 if known
+                    prob = self.problem
+                    u0 = getattr(prob, "u0", None)
+                    u = (np.reshape(np.asarray(u0, dtype=self.dtype), self.shape)
+                         if u0 is not None else np.ones(self.shape) * 0.5)
+                    t0 = float(prob.tspan[0]) if prob is not None else 0.0
+                    try:
+                        rf.value(u, leaves, t0)
+                    except ReplayUnavailable:
+                        pass
                 if rf.disabled is None:
                     r = (rf, leaves)
             self._replay = r
@@ -225,12 +276,23 @@ class RHSDerivatives:
         if r is None:
             return None
         want_p = want_p and self.m > 0
+        xp = self.xp
         try:
-            y, rows = r[0].jacobian(np.reshape(u, self.shape), r[1], t, want_p)
-        except ReplayUnavailable:
+            y, rows = r[0].jacobian(xp.reshape(u, self.shape), r[1], t, want_p)
+        except ReplayUnavailable as exc:
+            self._no_fallback(exc)
             return None
         self.nf += 1
-        return np.reshape(y, (self.n,)), rows
+        return xp.reshape(y, (self.n,)), rows
+
+    def _no_fallback(self, exc: Exception) -> None:
+        """autograd is the fallback of a replay given up mid-solve, on NumPy only."""
+        if not self._autograd_backend():
+            raise UnsupportedCombination(
+                f"the recording of f can no longer be replayed on backend "
+                f"{self.backend.name!r} ({exc}), and autograd cannot trace its arrays",
+                ("user", "fd"),
+            ) from exc
 
     def _flat_tuple(self, t: float) -> Callable[[tuple[Any, Any]], Any]:
         """``g((u_flat, p_flat)) = flat f`` for autograd."""
@@ -279,11 +341,12 @@ class RHSDerivatives:
         r = self.replay
         if r is not None:
             try:
-                shape = self.shape
-                _, flat = r[0].vjp(v if v.shape == shape else v.reshape(shape),
-                                   u if u.shape == shape else u.reshape(shape), r[1], t, want_p)
-            except ReplayUnavailable:
-                pass
+                shape, xp = self.shape, self.xp
+                _, flat = r[0].vjp(v if v.shape == shape else xp.reshape(v, shape),
+                                   u if u.shape == shape else xp.reshape(u, shape), r[1], t,
+                                   want_p)
+            except ReplayUnavailable as exc:
+                self._no_fallback(exc)
             else:
                 self.nf += 1
                 n = self.n
@@ -302,6 +365,28 @@ class RHSDerivatives:
         gp = self.xp.matrix_transpose(self.paramjac(u, t)) @ v if want_p else None
         return gu, gp
 
+    def value_and_vjp(self, v: Any, u: Any, t: float, want_p: bool = True
+                      ) -> tuple[Any, Any, Any] | None:
+        """``(f(u, t), v^T J, v^T df/dp)`` flat, from one fused replayed sweep (``f`` is
+        evaluated on the way to the products), or ``None`` when ``f`` is not replayed (call
+        ``f`` and :meth:`vjp` then)."""
+        r = self.replay
+        if r is None:
+            return None
+        want_p = want_p and self.m > 0
+        shape, xp = self.shape, self.xp
+        try:
+            y, flat = r[0].vjp(v if v.shape == shape else xp.reshape(v, shape),
+                               u if u.shape == shape else xp.reshape(u, shape), r[1], t,
+                               want_p)
+        except ReplayUnavailable as exc:
+            self._no_fallback(exc)
+            return None
+        self.nf += 1
+        n = self.n
+        y = y if y.shape == (n,) else xp.reshape(y, (n,))
+        return y, flat[:n], (flat[n:] if want_p else None)
+
     def jvp(self, du: Any, dp: Any, u: Any, t: float) -> Any:
         """``J du + df/dp dp`` at ``(u, t)`` (``du`` or ``dp`` may be ``None``)."""
         xp = self.xp
@@ -309,14 +394,15 @@ class RHSDerivatives:
         if r is not None:
             try:
                 want_p = dp is not None and self.m > 0
-                du_s = np.zeros(self.shape) if du is None else np.reshape(du, self.shape)
-                _, out = r[0].jvp(np.reshape(u, self.shape), r[1], t, du_s,
-                                  r[0].layout.split(dp) if want_p else None)
-            except ReplayUnavailable:
-                pass
+                du_s = (xp.zeros(self.shape, dtype=self.dtype) if du is None
+                        else xp.reshape(du, self.shape))
+                _, out = r[0].jvp(xp.reshape(u, self.shape), r[1], t, du_s,
+                                  r[0].layout.split(dp, xp.reshape) if want_p else None)
+            except ReplayUnavailable as exc:
+                self._no_fallback(exc)
             else:
                 self.nf += 1
-                return np.reshape(out, (self.n,))
+                return xp.reshape(out, (self.n,))
         if self.mode == "autograd":
             from autograd import make_jvp
 

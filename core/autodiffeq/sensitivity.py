@@ -168,8 +168,8 @@ class GradientRequest:
         per-call dispatch) on backends with the ``"autograd"`` capability; ``prob`` itself
         for models carrying their own derivatives, or when ``f`` cannot be recorded."""
         if ("autograd" not in getattr(self.backend, "capabilities", ())
-                or callable(getattr(prob.f, "vjp", None))):
-            return prob
+                or prob.f is not self.prob.f or callable(getattr(prob.f, "vjp", None))):
+            return prob  # (augmented systems of the methods are not the user's f)
         key = f"fast:{id(prob)}"
         cached = self._derivatives.get(key)
         if cached is None or cached[0] is not prob:  # (ids of dead problems are reused)

@@ -25,6 +25,7 @@ import numpy as np
 from autograd.core import SparseObject, primitive_jvps, primitive_vjps
 from autograd.numpy import numpy_wrapper as anp
 
+from .flavors import Flavor, UnsupportedOperation, array_api_forward, numpy_flavor
 from .record import Graph, Op
 from .rules import (
     GETITEM,
@@ -54,7 +55,7 @@ BASE_NAMESPACE: dict[str, Any] = {
     "COSH": np.cosh, "SINH": np.sinh, "SUM": np.sum, "RESHAPE": np.reshape,
     "BT": np.broadcast_to, "ZEROS": np.zeros, "STALE": Stale, "SHAPE": np.shape,
     "DENSE": _dense, "ADD_AT": np.add.at, "CONCAT": np.concatenate, "RAVEL": _ravel,
-    "ASARRAY": np.asarray, "ARRAY": np.array,
+    "ASARRAY": np.asarray, "ARRAY": np.array, "COPY": np.array, "ZSCALAR": np.float64(0.0),
 }
 
 _INLINE_TYPES = (int, bool, type(None))
@@ -63,12 +64,15 @@ _INLINE_TYPES = (int, bool, type(None))
 class Program:
     """Source code and compiled functions for one recorded graph (see module doc)."""
 
-    def __init__(self, graph: Graph, wanted: tuple[int, ...]) -> None:
+    def __init__(self, graph: Graph, wanted: tuple[int, ...], flavor: Flavor | None = None
+                 ) -> None:
         if graph.unreplayable:
             raise ValueError(graph.unreplayable)
         self.graph = graph = deduplicate(graph)
         self.wanted = tuple(wanted)
-        self.ns: dict[str, Any] = dict(BASE_NAMESPACE)
+        self.flavor = flavor if flavor is not None else numpy_flavor(BASE_NAMESPACE)
+        self.numpy = self.flavor.numpy
+        self.ns: dict[str, Any] = dict(self.flavor.namespace)
         self._const_names: dict[int, str] = {}
         self._keep: list[Any] = []
         self.n_generic = 0
@@ -134,6 +138,11 @@ class Program:
             return repr(x)
         if type(x) is tuple and all(type(e) is int for e in x):
             return repr(x)
+        if not self.numpy:
+            if isinstance(x, np.floating) and np.isfinite(x):
+                return repr(float(x))
+            if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":
+                x = self.flavor.to_backend(x)
         key = id(x)
         name = self._const_names.get(key)
         if name is None:
@@ -169,6 +178,13 @@ class Program:
             if k in self.stacked:
                 sources = ", ".join(f"v{j}" for j in self.stacked[k])
                 lines.append(f"{indent}v{k} = ARRAY(({sources},))")
+            elif not self.numpy and self._plain_array(op):
+                lines.append(f"{indent}v{k} = {args[-1]}")
+            elif not self.numpy:
+                in_shapes = [self._shape(op.parents[op.argnums.index(i)]) if i in op.argnums
+                             else tuple(np.shape(a)) for i, a in enumerate(op.args)]
+                expr = array_api_forward(op, args, self._shape(k), in_shapes, self.const)
+                lines.append(f"{indent}v{k} = {expr}")
             elif op.fun is GETITEM and len(args) == 2 and not op.kwargs:
                 lines.append(f"{indent}v{k} = {args[0]}[{args[1]}]")
             elif (op.fun is anp.reshape and len(args) == 2 and not op.kwargs
@@ -233,7 +249,7 @@ class Program:
                 parts += pieces
             elif j in self.active and contrib.get(j):
                 gj = self._materialize(j, contrib, body)
-                parts.append(("vec", f"{gj}.ravel()"))
+                parts.append(("vec", self._ravel(gj)))
             else:
                 parts.append(("vec", f"ZEROS({size})"))
         body.append(f"return {_assemble(parts)}")
@@ -291,7 +307,7 @@ class Program:
             body.append(f"G{k} = {' + '.join(dense)}")
             return f"G{k}"
         if dense:  # a fresh writable array (a sum of numpy scalars is not one)
-            body.append(f"G{k} = np.array({' + '.join(dense)})")
+            body.append(f"G{k} = COPY({' + '.join(dense)})")
         else:
             value = self.graph.values[k]
             body.append(f"G{k} = ZEROS({self.const(self._shape(k))}, "
@@ -299,9 +315,36 @@ class Program:
         for _, idx, s, fancy in scatter:
             if fancy:
                 body.append(f"ADD_AT(G{k}, {idx}, {s})")
-            else:
+            elif self.numpy:
                 body.append(f"G{k}[{idx}] += {s}")
+            else:
+                body.append(f"G{k}[{idx}] = G{k}[{idx}] + {s}")
         return f"G{k}"
+
+    def _plain_array(self, op: Op) -> bool:
+        """``array(x)`` / ``asarray(x, dtype=x.dtype)`` of a traced value: the identity."""
+        if op.fun is anp.asarray:
+            return self.graph.same_dtype_asarray(op)
+        if op.fun is not anp._array_from_scalar_or_array or op.args[0] != () \
+                or op.argnums != (2,):
+            return False
+        kw = op.args[1]
+        if not kw:
+            return True
+        if set(kw) != {"dtype"}:
+            return False
+        try:
+            return np.dtype(kw["dtype"]) == np.result_type(self.graph.values[op.parents[0]])
+        except TypeError:
+            return False
+
+    def _reshape(self, expr: str, shape: tuple) -> str:
+        if self.numpy:
+            return f"{expr}.reshape({self.const(tuple(shape))})"
+        return f"RESHAPE({expr}, {self.const(tuple(shape))})"
+
+    def _ravel(self, expr: str) -> str:
+        return f"{expr}.ravel()" if self.numpy else f"RAVEL({expr})"
 
     def _unbroadcast(self, expr: str, from_shape: tuple, to_shape: tuple) -> str:
         axes = unbroadcast_axes(from_shape, to_shape)
@@ -356,7 +399,7 @@ class Program:
                         break
                     exprs[i] = e
             elif fun in RESHAPES and active_args == [0]:
-                exprs = {0: f"{gk}.reshape({self.const(shapes[0])})"}
+                exprs = {0: self._reshape(gk, shapes[0])}
             elif fun is anp.transpose and len(args) == 1 and len(shapes[0]) == 2:
                 exprs = {0: f"{gk}.T"}
         if exprs is None and fun is anp.concatenate_args and not op.kwargs:
@@ -366,22 +409,35 @@ class Program:
             for i in active_args:
                 lead = ":, " * axis
                 exprs[i] = f"{gk}[{lead}{int(starts[i - 1])}:{int(starts[i])}]"
-        elif (exprs is None and fun is anp._array_from_scalar_or_array and active_args == [2]
-              and op.args[0] == () and not op.args[1] and shapes[2] == sk):
-            exprs = {2: gk}
+        elif (exprs is None and len(active_args) == 1 and self._plain_array(op)
+              and shapes[active_args[0]] == sk):
+            exprs = {active_args[0]: gk}
         elif (exprs is None and fun is anp.array_from_args and op.args[0] == ()
               and not op.args[1]):
             exprs = {i: f"{gk}[{i - 2}]" for i in active_args}
         elif (exprs is None and fun is GETITEM and active_args == [0]
               and _only_new_axes(op.args[1])):
-            exprs = {0: f"{gk}.reshape({self.const(shapes[0])})"}
+            exprs = {0: self._reshape(gk, shapes[0])}
+        elif exprs is None and fun is anp.sum and active_args == [0]:
+            reduced = _sum_axes(op, shapes[0])
+            if reduced is not None:
+                axes, keep = reduced
+                kept = tuple(1 if i in axes else d for i, d in enumerate(shapes[0]))
+                src = gk if keep else self._reshape(gk, kept)
+                exprs = {0: f"BT({src}, {self.const(shapes[0])})"}
         if exprs is None and fun is GETITEM and active_args == [0] and not op.kwargs:
             idx_expr = args[1]
             idx = op.args[1]
             fancy = 1 in parent or _is_fancy(idx)
+            if fancy and not self.numpy:
+                raise UnsupportedOperation("the derivative of integer-array indexing")
             contrib[parent[0]].append(("scatter", idx_expr, gk, fancy))
             return
         if exprs is None:
+            if not self.numpy:
+                raise UnsupportedOperation(
+                    f"the derivative of {getattr(fun, '__name__', fun)} (autograd's rule is "
+                    "NumPy code)")
             self.n_generic += 1
             maker = self.const(primitive_vjps[fun])
             kw = self.const(op.kwargs)
@@ -421,7 +477,7 @@ class Program:
             dy = f"d{out}"
         else:
             dy = f"ZEROS({self.const(np.shape(self._output_value()))})"
-        lines.append(f"    return {self._output_expr()}, np.array({dy}, dtype=float)")
+        lines.append(f"    return {self._output_expr()}, COPY({dy})")
         return self._compile("tangent", lines)
 
     def _output_value(self) -> Any:
@@ -432,9 +488,9 @@ class Program:
         g = self.graph
         k = op.out
         if k in self.stacked:
-            parts = [dnames.setdefault(j, f"d{j}") if j in self.active else "0.0"
+            parts = [dnames.setdefault(j, f"d{j}") if j in self.active else "ZSCALAR"
                      for j in self.stacked[k]]
-            return [f"d{k} = ARRAY(({', '.join(parts)},), dtype=float)"]
+            return [f"d{k} = ARRAY(({', '.join(parts)},))"]
         parent = dict(zip(op.argnums, op.parents, strict=True))
         act = [i for i, p in parent.items() if p in self.active and g.is_float(p)]
         for i in act:
@@ -468,7 +524,7 @@ class Program:
                 if factor is not None:
                     expr, term_shapes = f"{d[0]} * {factor}", [sk]
             elif fun in MATMULS and len(args) == 2:
-                raw = self.const(op.raw)
+                raw = self.const(op.raw) if self.numpy else "DOT"
                 terms = []
                 for i in act:
                     a = list(args)
@@ -479,7 +535,27 @@ class Program:
                 expr, term_shapes = f"RESHAPE({d[0]}, {self.const(sk)})", [sk]
         if fun is GETITEM and act == [0] and not op.kwargs:
             expr, term_shapes = f"{d[0]}[{args[1]}]", [sk]
+        if expr is None and fun is anp.sum and act == [0] and _sum_axes(op, shapes[0]):
+            axes, keep = _sum_axes(op, shapes[0])
+            expr, term_shapes = f"SUM({d[0]}, axis={axes!r}, keepdims={keep})", [sk]
+        if expr is None and fun is anp.concatenate_args and not op.kwargs:
+            parts = [d[i] if i in d else f"ZEROS({self.const(shapes[i])})"
+                     for i in range(1, len(args))]
+            axis = int(op.args[0])
+            expr = (f"np.concatenate(({', '.join(parts)},), axis={axis})" if self.numpy
+                    else f"XP.concat([{', '.join(parts)}], axis={axis})")
+            term_shapes = [sk]
+        if expr is None and len(act) == 1 and self._plain_array(op):
+            expr, term_shapes = d[act[0]], [sk]
+        if expr is None and fun is anp.array_from_args and op.args[0] == () \
+                and not op.args[1]:
+            parts = [d[i] if i in d else "ZSCALAR" for i in range(2, len(args))]
+            expr, term_shapes = f"ARRAY(({', '.join(parts)},))", [sk]
         if expr is None:
+            if not self.numpy:
+                raise UnsupportedOperation(
+                    f"the tangent of {getattr(fun, '__name__', fun)} (autograd's rule is "
+                    "NumPy code)")
             self.n_generic += 1
             maker = self.const(primitive_jvps[fun])
             kw = self.const(op.kwargs)
@@ -567,7 +643,7 @@ def _assemble(parts: list[tuple[str, str]]) -> str:
         chunks.append(f"ARRAY(({', '.join(run)},))")
     if len(chunks) == 1:
         only = chunks[0]
-        return only if only.startswith("ARRAY(") else f"ASARRAY({only}).copy()"
+        return only if only.startswith("ARRAY(") else f"COPY({only})"
     return f"CONCAT(({', '.join(chunks)},))"
 
 
@@ -603,3 +679,16 @@ def _stacked_scalars(graph: Graph, ops_by_out: dict[int, Op]) -> dict[int, list[
         else:
             out[op.out] = sources
     return out
+
+
+def _sum_axes(op: Op, in_shape: tuple[int, ...]) -> tuple[tuple[int, ...], bool] | None:
+    """``(summed axes, keepdims)`` of a recorded ``sum`` (``None``: other arguments)."""
+    if set(op.kwargs) - {"axis", "keepdims"} or len(op.args) > 2:
+        return None
+    axis = op.kwargs.get("axis", op.args[1] if len(op.args) > 1 else None)
+    keep = bool(op.kwargs.get("keepdims", False))
+    ndim = len(in_shape)
+    if axis is None:
+        return tuple(range(ndim)), keep
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    return tuple(sorted(int(a) % max(ndim, 1) for a in axes)), keep

@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from .codegen import Program, Stale
-from .pytree import ParamLayout, float_leaves, layout_of
+from .codegen import BASE_NAMESPACE, Program, Stale
+from .flavors import Flavor, UnsupportedOperation, array_api_flavor, numpy_flavor
+from .pytree import ParamLayout, float_leaves, layout_of, to_host_tree
 from .record import Graph, record
 
 logger = logging.getLogger("autodiffeq")
@@ -52,6 +53,7 @@ class _Variant:
     """One recorded path of ``f`` and its compiled programs (by wanted inputs)."""
 
     graph: Graph
+    flavor: Flavor
     programs: dict[tuple[int, ...], Any] = field(default_factory=dict)
     value: Any = None
     forward: dict[tuple[int, ...], Any] = field(default_factory=dict)
@@ -60,7 +62,7 @@ class _Variant:
     def program(self, wanted: tuple[int, ...]) -> Program:
         prog = self.programs.get(wanted)
         if prog is None:
-            prog = self.programs[wanted] = Program(self.graph, wanted)
+            prog = self.programs[wanted] = Program(self.graph, wanted, self.flavor)
         return prog
 
 
@@ -73,8 +75,16 @@ class ReplayedFunction:
     """
 
     def __init__(self, f: Callable[..., Any], layout: ParamLayout, shape: tuple[int, ...],
-                 max_variants: int = MAX_VARIANTS) -> None:
+                 max_variants: int = MAX_VARIANTS, backend: Any = None,
+                 dtype: Any = np.float64) -> None:
         self.f = f
+        #: NumPy (``backend`` ``None`` or with the ``"autograd"`` capability), else the
+        #: backend's array-API namespace (:mod:`.flavors`)
+        self.backend = backend
+        if backend is None or "autograd" in getattr(backend, "capabilities", ()):
+            self.flavor = numpy_flavor(BASE_NAMESPACE)
+        else:
+            self.flavor = array_api_flavor(backend, dtype)
         self.layout = layout
         self.shape = tuple(shape)
         self.n = int(np.prod(self.shape, dtype=np.int64))
@@ -100,17 +110,20 @@ class ReplayedFunction:
             self._disable(f"f took more than {self.max_variants} different paths (Python "
                           "control flow on traced values); autograd is used on every call")
         self.n_traces += 1
+        host = self._host_inputs(inputs)
         try:
-            graph = record(self._call, inputs)
+            graph = record(self._call, host)
         except Exception as exc:  # noqa: BLE001 - any failure means: do not replay
             self._disable(f"f cannot be recorded ({type(exc).__name__}: {exc})")
         if graph.unreplayable:
             self._disable(graph.unreplayable)
-        variant = _Variant(graph)
+        variant = _Variant(graph, self.flavor)
         try:
-            self._self_check(variant, inputs)
+            self._self_check(variant, inputs, host)
         except ReplayUnavailable:
             raise
+        except UnsupportedOperation as exc:
+            self._disable(f"f cannot be replayed on {self.flavor.name}: it uses {exc}")
         except Exception as exc:  # noqa: BLE001
             self._disable(f"the recording of f failed its check ({type(exc).__name__}: {exc})")
         self.variants.insert(0, variant)
@@ -125,8 +138,18 @@ class ReplayedFunction:
         logger.debug("replay of %s disabled: %s", getattr(self.f, "__name__", self.f), why)
         raise ReplayUnavailable(why)
 
-    def _self_check(self, variant: _Variant, inputs: list[Any]) -> None:
-        """The replay reproduces ``f`` and one autograd VJP at the recording point."""
+    def _host_inputs(self, inputs: list[Any]) -> list[Any]:
+        if self.flavor.numpy:
+            return inputs
+        to_host = self.backend.to_host
+        return [np.asarray(to_host(x)) if not isinstance(x, float) else x for x in inputs]
+
+    def _host(self, x: Any) -> Any:
+        return x if self.flavor.numpy else np.asarray(self.backend.to_host(x))
+
+    def _self_check(self, variant: _Variant, inputs: list[Any], host: list[Any]) -> None:
+        """The replay reproduces ``f`` and one autograd VJP (on the host values) at the
+        recording point."""
         from autograd import make_vjp
 
         graph = variant.graph
@@ -134,7 +157,7 @@ class ReplayedFunction:
             else graph.constant_output
         prog = variant.program(self._wanted_all)
         variant.value = prog.value_function()
-        got = variant.value(*inputs)
+        got = self._host(variant.value(*inputs))
         if not _close(got, expected, rtol=1e-12 if np.result_type(expected) == np.float64
                       else 1e-5):
             self._disable("replaying f does not reproduce its value (is f pure?)")
@@ -142,28 +165,59 @@ class ReplayedFunction:
         y, back = fwd(*inputs)
         rng = np.random.default_rng(0)
         g = rng.standard_normal(np.shape(expected))
-        got_vjp = back(g)
+        got_vjp = self._host(back(g if self.flavor.numpy else self.backend.asarray(g)))
+        inputs = host
         t = inputs[-1]
 
         def flat_f(args: tuple) -> Any:
             return self._call(args[0], *args[1:], t)
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            vjp, _ = make_vjp(flat_f)(tuple(inputs[:-1]))
-            ref = vjp(g)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                vjp, _ = make_vjp(flat_f)(tuple(inputs[:-1]))
+                ref = vjp(g)
+        except NotImplementedError:  # a primitive autograd has no rule for (asarray):
+            if not self._directional_check(inputs, g, got_vjp, flat_f):
+                self._disable("replayed VJP disagrees with a difference quotient of f")
+            return
         ref_flat = np.concatenate([np.reshape(np.asarray(r, dtype=np.float64), -1)
                                    for r in ref]) if ref else np.zeros(0)
         # autograd's rules and the replay's may round differently (e.g. 1/cosh^2 against
         # 1 - tanh^2): agreement to 1e4 ulps of the working precision; a wrong rule is off
         # by O(1)
-        eps = float(np.finfo(np.result_type(expected, *inputs[:-1], np.float32)).eps)
+        # (the least precise input or output sets it: autograd returns each input's
+        # cotangent in that input's dtype)
+        eps = max((float(np.finfo(np.result_type(x)).eps) for x in (expected, *inputs[:-1])
+                   if np.result_type(x).kind == "f"), default=float(np.finfo(np.float64).eps))
         if not _close(got_vjp, ref_flat, rtol=max(1e-9, 1e4 * eps)):
             warnings.warn(
                 f"replayed derivatives of {getattr(self.f, '__name__', 'f')} disagree with "
                 "autograd's at the recording point; autograd is used instead (please report "
                 "this with the function)", ReplayWarning, stacklevel=6)
             self._disable("replayed VJP disagrees with autograd's")
+
+    @staticmethod
+    def _directional_check(inputs: list[Any], g: np.ndarray, got_vjp: Any,
+                           flat_f: Callable[[tuple], Any]) -> bool:
+        """``g^T (df/dx) d`` from the replayed VJP against a fourth-order central difference
+        of ``g^T f`` along a random direction ``d`` (when autograd has no rule to compare
+        with): agreement to 1e-6 of the terms' size (a wrong rule is off by O(1))."""
+        x = [np.asarray(v, dtype=np.float64) for v in inputs[:-1]]
+        rng = np.random.default_rng(1)
+        d = [rng.standard_normal(v.shape) for v in x]
+        flat_d = np.concatenate([v.reshape(-1) for v in d])
+        scale = max(max((float(np.abs(v).max(initial=0.0)) for v in x), default=0.0), 1.0)
+        h = 1e-3 * scale
+
+        def along(s: float) -> float:
+            return float(np.sum(g * np.asarray(flat_f(tuple(v + s * w for v, w in
+                                                               zip(x, d, strict=True))))))
+
+        fd = (8 * (along(h) - along(-h)) - (along(2 * h) - along(-2 * h))) / (12 * h)
+        got = float(np.dot(np.asarray(got_vjp, dtype=np.float64).reshape(-1), flat_d))
+        size = float(np.abs(np.asarray(got_vjp)).sum()) * float(np.abs(flat_d).max())
+        return abs(fd - got) <= 1e-6 * max(size, 1e-300)
 
     # ------------------------------------------------------------------ running
     def _run(self, kind: str, wanted: tuple[int, ...], inputs: list[Any], extra: tuple = ()
@@ -231,13 +285,18 @@ class ReplayedFunction:
         """``(f, [df/du | df/dp])``: the rows of both Jacobians, ``(len(f), n [+ m])``, from
         one forward and ``len(f)`` backward sweeps."""
         y, back = self._run("forward", self._wanted(want_p), self._inputs(u, leaves, t))
-        shape = np.shape(y)
+        shape = tuple(y.shape)
         eye = self._eye.get(shape)
+        size = int(np.prod(shape, dtype=np.int64))
         if eye is None:
-            size = int(np.prod(shape, dtype=np.int64))
-            eye = self._eye[shape] = np.eye(size).reshape((size, *shape))
-        rows = np.empty((eye.shape[0], self.n + (self.m if want_p else 0)))
-        for i in range(eye.shape[0]):
+            eye = np.eye(size).reshape((size, *shape))
+            if not self.flavor.numpy:
+                eye = [self.backend.asarray(e, dtype=self.flavor.dtype) for e in eye]
+            self._eye[shape] = eye
+        if not self.flavor.numpy:
+            return y, self.flavor.xp.stack([back(e) for e in eye])
+        rows = np.empty((size, self.n + (self.m if want_p else 0)))
+        for i in range(size):
             rows[i] = back(eye[i])
         return y, rows
 
@@ -281,15 +340,24 @@ def _static_key(template: Any) -> Any:
     return ("static", type(template).__name__, template)
 
 
-def replayed(f: Callable[..., Any], p: Any, shape: tuple[int, ...], dtype: Any
-             ) -> tuple[ReplayedFunction, list[Any]]:
+def replayed(f: Callable[..., Any], p: Any, shape: tuple[int, ...], dtype: Any,
+             backend: Any = None) -> tuple[ReplayedFunction, list[Any]]:
     """The :class:`ReplayedFunction` of ``f`` for this signature (shared by all solves of
-    the same ``f``: recorded once per signature) and ``p``'s float leaves to pass it."""
+    the same ``f``: recorded once per signature) and ``p``'s float leaves to pass it (on
+    ``backend``'s arrays for a non-NumPy backend)."""
     f = getattr(f, "replay_of", f)
+    numpy_like = backend is None or "autograd" in getattr(backend, "capabilities", ())
+    if not numpy_like:
+        p = to_host_tree(p, backend.to_host)
     layout = layout_of(p)
     leaves = float_leaves(p)
-    key = (tuple(shape), np.dtype(dtype).str, _static_key(layout.template), layout.shapes,
-           tuple(np.result_type(leaf).str for leaf in leaves))
+    host_dtypes = tuple(np.result_type(leaf).str for leaf in leaves)
+    key = (tuple(shape), np.dtype(dtype).str if numpy_like else str(dtype),
+           _static_key(layout.template), layout.shapes, host_dtypes,
+           None if numpy_like else backend.name)
+    if not numpy_like:
+        leaves = [backend.asarray(leaf) if not isinstance(leaf, float) else leaf
+                  for leaf in leaves]
     try:
         per_f = _CACHE.get(f)
     except TypeError:  # not weak-referenceable
@@ -302,7 +370,8 @@ def replayed(f: Callable[..., Any], p: Any, shape: tuple[int, ...], dtype: Any
             pass
     rf = per_f.get(key)
     if rf is None:
-        rf = per_f[key] = ReplayedFunction(f, layout, tuple(shape))
+        rf = per_f[key] = ReplayedFunction(f, layout, tuple(shape), backend=backend,
+                                           dtype=dtype)
     return rf, leaves
 
 

@@ -29,7 +29,12 @@ def _is_float_leaf(x: Any) -> bool:
     if isinstance(x, (float, np.floating)):
         return True
     dtype = getattr(x, "dtype", None)
-    return dtype is not None and getattr(dtype, "kind", "") in "fc" and hasattr(x, "shape")
+    if dtype is None or not hasattr(x, "shape"):
+        return False
+    kind = getattr(dtype, "kind", None)
+    if kind is not None:
+        return kind in ("f", "c")
+    return "float" in str(dtype) or "complex" in str(dtype)  # array-API arrays
 
 
 def _is_container(x: Any) -> bool:
@@ -107,6 +112,8 @@ class _Leaf:
 
 def float_leaves(p: Any) -> list[Any]:
     """The floating-point leaves of ``p`` in flattening order."""
+    if type(p) is np.ndarray and p.dtype.kind in "fc":
+        return [p]
     out: list[Any] = []
     _collect(p, out, None)
     return out
@@ -139,6 +146,8 @@ def _sortable(m: Mapping) -> bool:
 
 def layout_of(p: Any) -> ParamLayout:
     """The :class:`ParamLayout` of ``p`` (an array, a number, or a container of them)."""
+    if type(p) is np.ndarray and p.dtype.kind in "fc":  # the common case, quickly
+        return ParamLayout(_Leaf(0), (p.shape,), (p.size,), (0,), p.dtype, (False,))
     leaves: list[Any] = []
     template = _collect(p, leaves, [])
     shapes = tuple(tuple(np.shape(leaf)) for leaf in leaves)
@@ -167,3 +176,16 @@ def flatten(p: Any) -> tuple[np.ndarray, ParamLayout]:
     except (TypeError, ValueError) as exc:
         raise InvalidType(f"p: cannot flatten its array leaves ({exc})") from None
     return theta, layout
+
+
+def to_host_tree(p: Any, to_host: Callable[[Any], Any]) -> Any:
+    """``p`` with every array leaf that is not a NumPy array copied to the host."""
+    if isinstance(p, Mapping):
+        return {k: to_host_tree(v, to_host) for k, v in p.items()}
+    if isinstance(p, tuple) and hasattr(p, "_fields"):
+        return type(p)(*(to_host_tree(v, to_host) for v in p))
+    if isinstance(p, (list, tuple)):
+        return type(p)(to_host_tree(v, to_host) for v in p)
+    if hasattr(p, "__array_namespace__") and not isinstance(p, np.ndarray):
+        return np.asarray(to_host(p))
+    return p

@@ -138,7 +138,21 @@ class Graph:
         """Whether gradients flow through ``op`` (not a comparison, rounding, index, ...)."""
         if op.fun in notrace_primitives[_vjp_node_type()]:
             return False
+        if op.fun is anp.asarray:  # no autograd rule; the identity when the dtype is kept
+            return self.is_float(op.out) and self.same_dtype_asarray(op)
         return self.is_float(op.out) and op.fun in primitive_vjps
+
+    def same_dtype_asarray(self, op: Op) -> bool:
+        """``asarray(x)`` / ``asarray(x, dtype=x.dtype)`` of a traced value (the identity)."""
+        if op.fun is not anp.asarray or op.argnums != (0,) or len(op.args) != 1:
+            return False
+        if set(op.kwargs) - {"dtype"}:
+            return False
+        dtype = op.kwargs.get("dtype")
+        try:
+            return dtype is None or np.dtype(dtype) == np.result_type(self.values[op.parents[0]])
+        except TypeError:
+            return False
 
 
 def _vjp_node_type() -> type:

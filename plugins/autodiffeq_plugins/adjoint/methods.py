@@ -546,8 +546,13 @@ class BacksolveAdjoint(_CheckpointingAdjoint):
 
         def rhs(y: Any, t: float) -> Any:
             u = y[:n]
-            gu, gp = derivs.vjp(y[n:2 * n], u, t, want_p)
-            parts = [self.cast(xp, f(u, t), dtype), -self.cast(xp, gu, dtype)]
+            fused = derivs.value_and_vjp(y[n:2 * n], u, t, want_p)  # f on the way (replay)
+            if fused is None:
+                gu, gp = derivs.vjp(y[n:2 * n], u, t, want_p)
+                fu = f(u, t)
+            else:
+                fu, gu, gp = fused
+            parts = [self.cast(xp, fu, dtype), -self.cast(xp, gu, dtype)]
             if want_p:
                 parts.append(-self.cast(xp, gp, dtype))
             return xp.concat(parts)

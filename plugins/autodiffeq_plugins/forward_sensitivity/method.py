@@ -122,7 +122,7 @@ class AugmentedSystem:
             np.zeros(0) if self.m == 0
             else request.p_flat
         )
-        if self.derivs.mode == "autograd" and not self._traces():
+        if self.derivs.mode == "autograd" and self.derivs.replay is None and not self._traces():
             if autojacvec == "autograd":
                 raise UnsupportedCombination(
                     "autojacvec='autograd': autograd cannot trace f (write it with "
