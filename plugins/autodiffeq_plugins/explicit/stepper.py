@@ -289,11 +289,10 @@ class ExplicitRKStepper(Stepper):
         f = self.rhs.f
         dtA = self._M[:s, :s] * dt
         b_dt = self._M[self.s, :s] * dt
-        ys = []
+        ys: Any = []  # the stage states Y_i, stacked
         if stages is not None:
-            K = stages[:s, ...]
-            for i in range(s):
-                ys.append(u if i == 0 else u + dtA[i, :i] @ K[:i, ...])
+            # all stage states at once: Y = u + (dt A) K (A strictly lower triangular)
+            ys = u[None, :] + dtA @ stages[:s, ...]
         else:
             K = xp.zeros((s, n), dtype=dtype)
             for i in range(s):
@@ -301,11 +300,14 @@ class ExplicitRKStepper(Stepper):
                 ys.append(y)
                 K[i, ...] = f(y, t + self.c[i] * dt)
             self.nf += s
+            ys = xp.stack(ys, axis=0)
         kbar = b_dt[:, None] * lam[None, :]
         lam_u = lam
         lam_p = None
+        times = [float(t + ci * dt) for ci in self.c[:s]]
         for i in range(s - 1, -1, -1):
-            ybar, pbar = derivatives.vjp(kbar[i, ...], ys[i], t + self.c[i] * dt, want_p)
+            ybar, pbar = derivatives.vjp(kbar[i, ...], ys[i, ...] if i else u, times[i],
+                                         want_p)
             lam_u = lam_u + ybar
             if want_p:
                 lam_p = pbar if lam_p is None else lam_p + pbar
