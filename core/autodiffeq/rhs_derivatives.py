@@ -463,11 +463,38 @@ class RHSDerivatives:
             if dP is not None and self.m > 0:
                 out = out + dP @ R[:, self.n:].T
             return fu, out
+        batched = self._replayed_jvps(dU, dP, u, t, k)
+        if batched is not None:
+            return batched
         rows = [
             self.jvp(None if dU is None else dU[j, ...], None if dP is None else dP[j, ...], u, t)
             for j in range(k)
         ]
         return self._f_backend(u, self.p, t), xp.stack(rows, axis=0)
+
+    def _replayed_jvps(self, dU: Any, dP: Any, u: Any, t: float, k: int
+                       ) -> tuple[Any, Any] | None:
+        """``value_and_jvps`` by one replayed forward sweep shared by the ``k`` tangents
+        (``None`` when ``f`` is not replayed)."""
+        r = self.replay
+        if r is None:
+            return None
+        xp = self.xp
+        rf = r[0]
+        dU_s = (xp.zeros((k, *self.shape), dtype=self.dtype) if dU is None
+                else xp.reshape(dU, (k, *self.shape)))
+        dleaves = None
+        if dP is not None and self.m > 0:
+            layout = rf.layout
+            dleaves = [xp.reshape(dP[:, off:off + size], (k, *shape)) for shape, size, off
+                       in zip(layout.shapes, layout.sizes, layout.offsets, strict=True)]
+        try:
+            y, dY = rf.jvps(xp.reshape(u, self.shape), r[1], t, dU_s, dleaves)
+        except ReplayUnavailable as exc:
+            self._no_fallback(exc)
+            return None
+        self.nf += 1
+        return xp.reshape(y, (self.n,)), xp.reshape(dY, (k, self.n))
 
     def _user_vjp(self, v: Any, u: Any, t: float, want_p: bool) -> tuple[Any, Any]:
         xp = self.xp

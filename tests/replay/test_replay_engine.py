@@ -82,6 +82,17 @@ def check_against_autograd(f, u, p, t, rng):
     assert_close(dy, jvp_ref, "jvp")
     _, dy_u = rf.jvp(u, leaves, t, du)
     assert_close(dy_u, make_jvp(of_theta)((u, theta))((du, 0 * dtheta))[1], "jvp (u only)")
+    # several tangents in one sweep
+    dU = rng.standard_normal((3, *np.shape(u)))
+    dTheta = rng.standard_normal((3, theta.size))
+    dL = [np.stack([layout.split(row)[i] for row in dTheta]) for i in range(layout.n_leaves)]
+    _, dY = rf.jvps(u, leaves, t, dU, dL if layout.n_leaves else [])
+    for j in range(3):
+        ref = make_jvp(of_theta)((u, theta))((dU[j], dTheta[j]))[1]
+        assert_close(dY[j], ref, f"jvps[{j}]")
+    _, dY_u = rf.jvps(u, leaves, t, dU)
+    assert_close(dY_u[1], make_jvp(of_theta)((u, theta))((dU[1], 0 * dTheta[1]))[1],
+                 "jvps (u only)")
     return rf
 
 
@@ -315,3 +326,21 @@ def test_stacked_scalars_with_shared_entries():
     rng = np.random.default_rng(5)
     for _ in range(2):
         check_against_autograd(f, rng.standard_normal(2), rng.standard_normal(2), 0.0, rng)
+
+
+def test_branch_on_a_parameter_is_guarded_in_the_hoisted_part():
+    """Values of the parameters alone are computed once per set of leaves (``prep``); a
+    Python branch on them is still a guard, checked for every new set of leaves."""
+
+    def f(u, p, t):
+        scale = p[0] if p[1] > 0 else -p[0]
+        return scale * u + p[1]
+
+    rf = ReplayedFunction(f, layout_of(np.ones(2)), (2,))
+    u = np.array([0.5, -1.0])
+    for p in (np.array([2.0, 1.0]), np.array([2.0, -1.0]), np.array([3.0, 1.0])):
+        for leaves in ([p], replayed(f, p, (2,), np.float64)[1]):
+            for _ in range(2):  # the second call uses the cached parameter values
+                y = rf.value(u, leaves, 0.0)
+                assert_close(y, f(u, p, 0.0), "value")
+    assert len(rf.variants) == 2

@@ -106,6 +106,16 @@ class Program:
             if op is not None:
                 stack.extend(op.parents)
         self.needed = needed
+        # values that depend on the parameter leaves only (not on u, not on t): computed
+        # once per set of parameters by ``prep`` and passed in as ``P`` (unpacking a flat
+        # p into weight matrices happens once per solve, not at every call)
+        leaf_inputs = set(range(1, g.n_inputs - 1))
+        param_only = set(leaf_inputs)
+        for op in g.ops:
+            sources = self.stacked.get(op.out, op.parents)
+            if op.out in needed and sources and all(p in param_only for p in sources):
+                param_only.add(op.out)
+        self.hoisted = [op.out for op in g.ops if op.out in param_only and op.out in needed]
         # values that depend on a wanted input through differentiable operations
         fwd = set(self.wanted)
         self.diff_ops: set[int] = set()
@@ -164,15 +174,21 @@ class Program:
     def _shape(self, k: int) -> tuple[int, ...]:
         return self.graph.shape(k)
 
-    def _forward_lines(self, indent: str) -> list[str]:
+    def _forward_lines(self, indent: str, hoisted: bool = False) -> list[str]:
+        """Straight-line code of the needed operations: those not hoisted (with the
+        unpacking of ``P``), or with ``hoisted`` only the hoisted ones (``prep``'s body)."""
         g = self.graph
         lines = []
-        for k, outcome in self.guards.items():
-            if k < g.n_inputs:
-                lines.append(f"{indent}if bool(v{k}) is not {outcome}: raise STALE")
+        chosen = set(self.hoisted)
+        if not hoisted:
+            for k, outcome in self.guards.items():
+                if k < g.n_inputs:
+                    lines.append(f"{indent}if bool(v{k}) is not {outcome}: raise STALE")
+            if self.hoisted:
+                lines.append(f"{indent}{''.join(f'v{k}, ' for k in self.hoisted)}= P")
         for op in g.ops:
             k = op.out
-            if k not in self.needed:
+            if k not in self.needed or ((k in chosen) != hoisted):
                 continue
             args = self._arg_exprs(op)
             if k in self.stacked:
@@ -207,7 +223,15 @@ class Program:
         return f"v{g.output}"
 
     def _signature(self) -> str:
-        return ", ".join(f"v{i}" for i in range(self.graph.n_inputs))
+        return "P, " + ", ".join(f"v{i}" for i in range(self.graph.n_inputs))
+
+    def prep_function(self) -> Any:
+        """``prep(*x) -> P``: the values that depend on the parameter leaves only."""
+        sig = ", ".join(f"v{i}" for i in range(self.graph.n_inputs))
+        lines = [f"def prep({sig}):"]
+        lines += self._forward_lines("    ", hoisted=True)
+        lines.append(f"    return ({''.join(f'v{k}, ' for k in self.hoisted)})")
+        return self._compile("prep", lines)
 
     def _compile(self, name: str, lines: list[str]) -> Any:
         source = "\n".join(lines)
@@ -466,6 +490,10 @@ class Program:
                 by_value[op.out] = self._jvp_lines(op, dnames)
         for line in fwd:
             lines.append(line)
+            if line.strip().endswith("= P"):
+                for k in self.hoisted:
+                    lines += ["    " + s for s in by_value.get(k, [])]
+                continue
             head = line.strip().split(" = ", 1)[0]
             if head.startswith("v") and head[1:].isdigit():
                 k = int(head[1:])
@@ -479,6 +507,31 @@ class Program:
             dy = f"ZEROS({self.const(np.shape(self._output_value()))})"
         lines.append(f"    return {self._output_expr()}, COPY({dy})")
         return self._compile("tangent", lines)
+
+    def tangents_function(self) -> Any:
+        """``tangents(*x, *dX_wanted) -> (y, dY)`` for ``k`` tangents at once: each ``dX`` has
+        a leading axis of length ``k`` and so has ``dY``; one forward sweep shared by all
+        directions (the tangent lines run once per direction)."""
+        g = self.graph
+        dnames = {j: f"d{j}" for j in self.wanted}
+        sig = self._signature() + "".join(f", D{j}" for j in self.wanted)
+        lines = [f"def tangents({sig}):"]
+        lines += self._forward_lines("    ")
+        body = [f"d{j} = D{j}[i]" for j in self.wanted]
+        for op in g.ops:
+            if op.out in self.active and op.out in self.needed:
+                body += self._jvp_lines(op, dnames)
+        out = g.output
+        out_shape = tuple(np.shape(self._output_value()))
+        k0 = f"D{self.wanted[0]}"
+        lines.append(f"    K = {k0}.shape[0]")
+        lines.append(f"    OUT = ZEROS((K,) + {self.const(out_shape)})")
+        if out is not None and (out in dnames or out in self.active):
+            lines.append("    for i in range(K):")
+            lines += ["        " + b for b in body]
+            lines.append(f"        OUT[i, ...] = d{out}")
+        lines.append(f"    return {self._output_expr()}, OUT")
+        return self._compile("tangents", lines)
 
     def _output_value(self) -> Any:
         g = self.graph

@@ -55,9 +55,11 @@ class _Variant:
     graph: Graph
     flavor: Flavor
     programs: dict[tuple[int, ...], Any] = field(default_factory=dict)
+    prep: Any = None
     value: Any = None
     forward: dict[tuple[int, ...], Any] = field(default_factory=dict)
     tangent: dict[tuple[int, ...], Any] = field(default_factory=dict)
+    tangents: dict[tuple[int, ...], Any] = field(default_factory=dict)
 
     def program(self, wanted: tuple[int, ...]) -> Program:
         prog = self.programs.get(wanted)
@@ -156,13 +158,15 @@ class ReplayedFunction:
         expected = graph.values[graph.output] if graph.output is not None \
             else graph.constant_output
         prog = variant.program(self._wanted_all)
+        variant.prep = prog.prep_function()
         variant.value = prog.value_function()
-        got = self._host(variant.value(*inputs))
+        P = variant.prep(*inputs)
+        got = self._host(variant.value(P, *inputs))
         if not _close(got, expected, rtol=1e-12 if np.result_type(expected) == np.float64
                       else 1e-5):
             self._disable("replaying f does not reproduce its value (is f pure?)")
         fwd = variant.forward[self._wanted_all] = prog.forward_function()
-        y, back = fwd(*inputs)
+        y, back = fwd(P, *inputs)
         rng = np.random.default_rng(0)
         g = rng.standard_normal(np.shape(expected))
         got_vjp = self._host(back(g if self.flavor.numpy else self.backend.asarray(g)))
@@ -220,15 +224,15 @@ class ReplayedFunction:
         return abs(fd - got) <= 1e-6 * max(size, 1e-300)
 
     # ------------------------------------------------------------------ running
-    def _run(self, kind: str, wanted: tuple[int, ...], inputs: list[Any], extra: tuple = ()
-             ) -> Any:
+    def _run(self, kind: str, wanted: tuple[int, ...], inputs: list[Any], extra: tuple = (),
+             leaves: Any = None) -> Any:
         variants = self.variants
         for i, var in enumerate(variants):
             fn = var.value if kind == "value" else getattr(var, kind).get(wanted)
             if fn is None:
                 fn = self._compile(var, kind, wanted)
             try:
-                out = fn(*inputs, *extra)
+                out = fn(_prepared(var, inputs, leaves), *inputs, *extra)
             except Stale:
                 continue
             if i:
@@ -238,12 +242,14 @@ class ReplayedFunction:
         fn = var.value if kind == "value" else getattr(var, kind).get(wanted)
         if fn is None:
             fn = self._compile(var, kind, wanted)
-        return fn(*inputs, *extra)
+        return fn(_prepared(var, inputs, leaves), *inputs, *extra)
 
     def _compile(self, var: _Variant, kind: str, wanted: tuple[int, ...]) -> Any:
         prog = var.program(wanted)
         if kind == "forward":
             fn = var.forward[wanted] = prog.forward_function()
+        elif kind == "tangents":
+            fn = var.tangents[wanted] = prog.tangents_function()
         else:
             fn = var.tangent[wanted] = prog.tangent_function()
         return fn
@@ -257,11 +263,12 @@ class ReplayedFunction:
     def value(self, u: Any, leaves: list[Any], t: float) -> Any:
         """``f(u, p, t)`` by replay."""
         if self.variants:  # hot path: the most recent path, already compiled
+            var = self.variants[0]
             try:
-                return self.variants[0].value(u, *leaves, t)
+                return var.value(_prepared(var, (u, *leaves, t), leaves), u, *leaves, t)
             except Stale:
                 pass
-        return self._run("value", (), self._inputs(u, leaves, t))
+        return self._run("value", (), self._inputs(u, leaves, t), leaves=leaves)
 
     def vjp(self, g: Any, u: Any, leaves: list[Any], t: float, want_p: bool = True
             ) -> tuple[Any, np.ndarray]:
@@ -269,22 +276,24 @@ class ReplayedFunction:
         one forward and one backward sweep."""
         wanted = self._wanted_all if want_p else (0,)
         if self.variants:  # hot path: the most recent path, already compiled
-            fn = self.variants[0].forward.get(wanted)
+            var = self.variants[0]
+            fn = var.forward.get(wanted)
             if fn is not None:
                 try:
-                    y, back = fn(u, *leaves, t)
+                    y, back = fn(_prepared(var, (u, *leaves, t), leaves), u, *leaves, t)
                 except Stale:
                     pass
                 else:
                     return y, back(g)
-        y, back = self._run("forward", wanted, self._inputs(u, leaves, t))
+        y, back = self._run("forward", wanted, self._inputs(u, leaves, t), leaves=leaves)
         return y, back(g)
 
     def jacobian(self, u: Any, leaves: list[Any], t: float, want_p: bool = True
                  ) -> tuple[Any, np.ndarray]:
         """``(f, [df/du | df/dp])``: the rows of both Jacobians, ``(len(f), n [+ m])``, from
         one forward and ``len(f)`` backward sweeps."""
-        y, back = self._run("forward", self._wanted(want_p), self._inputs(u, leaves, t))
+        y, back = self._run("forward", self._wanted(want_p), self._inputs(u, leaves, t),
+                            leaves=leaves)
         shape = tuple(y.shape)
         eye = self._eye.get(shape)
         size = int(np.prod(shape, dtype=np.int64))
@@ -306,8 +315,43 @@ class ReplayedFunction:
         parameter tangent)."""
         inputs = self._inputs(u, leaves, t)
         if dleaves is None:
-            return self._run("tangent", (0,), inputs, (du,))
-        return self._run("tangent", self._wanted_all, inputs, (du, *dleaves))
+            return self._run("tangent", (0,), inputs, (du,), leaves=leaves)
+        return self._run("tangent", self._wanted_all, inputs, (du, *dleaves), leaves=leaves)
+
+    def jvps(self, u: Any, leaves: list[Any], t: float, dU: Any,
+             dleaves: list[Any] | None = None) -> tuple[Any, Any]:
+        """``(f, [df/du dU_j + df/dp dP_j]_j)`` for ``k`` tangents stacked on a leading axis
+        (``dU``: ``(k, *u.shape)``; ``dleaves``: each ``(k, *leaf.shape)``, or ``None``): one
+        forward sweep for all of them."""
+        inputs = self._inputs(u, leaves, t)
+        if dleaves is None:
+            return self._run("tangents", (0,), inputs, (dU,), leaves=leaves)
+        return self._run("tangents", self._wanted_all, inputs, (dU, *dleaves), leaves=leaves)
+
+
+class BoundLeaves(list):
+    """The float leaves of one ``p``, as :func:`replayed` hands them out: they also keep, per
+    recorded path, the values that depend on the parameters only (``prep``), computed on the
+    first call. Valid while the leaves are not modified in place: one list per solve or
+    gradient (a new ``replayed`` call, a new list)."""
+
+    __slots__ = ("preps",)
+
+    def __init__(self, leaves: list[Any]) -> None:
+        super().__init__(leaves)
+        self.preps: dict[int, tuple[Any, Any]] = {}
+
+
+def _prepared(var: _Variant, inputs: Any, leaves: Any) -> Any:
+    """``var.prep(*inputs)``, cached in ``leaves`` when they are :class:`BoundLeaves`
+    (raises :class:`Stale` when a guard of the parameters fails on this path)."""
+    cache = getattr(leaves, "preps", None)
+    if cache is None:
+        return var.prep(*inputs)
+    hit = cache.get(id(var))
+    if hit is None or hit[0] is not var:
+        hit = cache[id(var)] = (var, var.prep(*inputs))
+    return hit[1]
 
 
 def _close(a: Any, b: Any, rtol: float = 1e-12) -> bool:
@@ -372,7 +416,7 @@ def replayed(f: Callable[..., Any], p: Any, shape: tuple[int, ...], dtype: Any,
     if rf is None:
         rf = per_f[key] = ReplayedFunction(f, layout, tuple(shape), backend=backend,
                                            dtype=dtype)
-    return rf, leaves
+    return rf, BoundLeaves(leaves)
 
 
 def replaying_rhs(f: Callable[..., Any], p: Any, shape: tuple[int, ...], dtype: Any

@@ -242,6 +242,9 @@ class AugmentedSystem:
             return self.derivs.value_and_jvps(st, self._et if self.m > 0 else None, u, t)
         if self.strategy == "columns":
             et = self._et
+            if self.derivs.replay is not None:  # one replayed forward sweep for all k
+                fu, dst = self.derivs.value_and_jvps(st, et if self.m > 0 else None, u, t)
+                return (fu if want_f else None), xp.asarray(dst, dtype=self.dtype)
             cols = [
                 self.derivs.jvp(st[j, ...], et[j, ...] if self.m > 0 else None, u, t)
                 for j in range(self.k)
