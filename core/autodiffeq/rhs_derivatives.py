@@ -87,6 +87,8 @@ class RHSDerivatives:
             self.p_shape = tuple(np.shape(p))
         self.m = 0 if self.layout is None else self.layout.size
         self._replay: Any = None
+        #: reshape on the backend (NumPy's method: no Python-level wrapper on hot paths)
+        self._reshape = _reshape_method if self._autograd_backend() else self.xp.reshape
         self.nf = 0
         model_vjp = getattr(f, "vjp", None)
         model_jvp = getattr(f, "jvp", None)
@@ -341,9 +343,9 @@ class RHSDerivatives:
         r = self.replay
         if r is not None:
             try:
-                shape, xp = self.shape, self.xp
-                _, flat = r[0].vjp(v if v.shape == shape else xp.reshape(v, shape),
-                                   u if u.shape == shape else xp.reshape(u, shape), r[1], t,
+                shape, reshape = self.shape, self._reshape
+                _, flat = r[0].vjp(v if v.shape == shape else reshape(v, shape),
+                                   u if u.shape == shape else reshape(u, shape), r[1], t,
                                    want_p)
             except ReplayUnavailable as exc:
                 self._no_fallback(exc)
@@ -374,17 +376,17 @@ class RHSDerivatives:
         if r is None:
             return None
         want_p = want_p and self.m > 0
-        shape, xp = self.shape, self.xp
+        shape, reshape = self.shape, self._reshape
         try:
-            y, flat = r[0].vjp(v if v.shape == shape else xp.reshape(v, shape),
-                               u if u.shape == shape else xp.reshape(u, shape), r[1], t,
+            y, flat = r[0].vjp(v if v.shape == shape else reshape(v, shape),
+                               u if u.shape == shape else reshape(u, shape), r[1], t,
                                want_p)
         except ReplayUnavailable as exc:
             self._no_fallback(exc)
             return None
         self.nf += 1
         n = self.n
-        y = y if y.shape == (n,) else xp.reshape(y, (n,))
+        y = y if y.shape == (n,) else reshape(y, (n,))
         return y, flat[:n], (flat[n:] if want_p else None)
 
     def jvp(self, du: Any, dp: Any, u: Any, t: float) -> Any:
@@ -605,6 +607,10 @@ class RHSDerivatives:
 def _shaped(xp: Any, x: Any, shape: tuple[int, ...]) -> Any:
     """``x`` reshaped to ``shape``; ``x`` itself when it already has it."""
     return x if tuple(x.shape) == shape else xp.reshape(x, shape)
+
+
+def _reshape_method(x: Any, shape: tuple[int, ...]) -> Any:
+    return x.reshape(shape)
 
 
 def _any_box(*xs: Any) -> bool:

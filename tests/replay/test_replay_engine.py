@@ -180,6 +180,9 @@ CASES = {
     "spiral_dict": (spiral_dict, lambda r: r.standard_normal(2), lambda r: {
         "W1": r.standard_normal((2, 8)), "b1": r.standard_normal(8),
         "W2": r.standard_normal((8, 2)), "b2": r.standard_normal(2)}),
+    "batch_of_one": (spiral_dict, lambda r: r.standard_normal((1, 2)), lambda r: {
+        "W1": r.standard_normal((2, 8)), "b1": r.standard_normal(8),
+        "W2": r.standard_normal((8, 2)), "b2": r.standard_normal(2)}),
     "mlp_layers": (mlp_layers, lambda r: r.standard_normal((4, 2)), lambda r: [
         (r.standard_normal((2, 5)), r.standard_normal(5)),
         (r.standard_normal((5, 5)), r.standard_normal(5)),

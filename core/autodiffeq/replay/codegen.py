@@ -374,7 +374,14 @@ class Program:
         axes = unbroadcast_axes(from_shape, to_shape)
         if axes is None:
             return expr
-        return f"RESHAPE(SUM({expr}, axis={axes!r}), {to_shape!r})"
+        kept = tuple(d for i, d in enumerate(from_shape) if i not in axes)
+        if all(from_shape[i] == 1 for i in axes):  # summing length-1 axes: a reshape
+            return self._reshape(expr, tuple(to_shape))
+        if self.numpy:  # methods: no Python-level wrapper per call
+            summed = f"{expr}.sum(axis={axes!r})"
+            return summed if kept == tuple(to_shape) else f"{summed}.reshape({to_shape!r})"
+        summed = f"SUM({expr}, axis={axes!r})"
+        return summed if kept == tuple(to_shape) else f"RESHAPE({summed}, {to_shape!r})"
 
     def _vjp_of(self, op: Op, gk: str, contrib: dict[int, list[tuple]],
                 body: list[str]) -> None:

@@ -82,4 +82,6 @@ def matmul_vjp(a: str, b: str, g: str, sa: Shape, sb: Shape, argnum: int) -> str
         return f"({a}[:, None] * {g})"
     if nb == 1:
         return f"DOT({g}, {a})"
+    if sa[0] == 1:  # one row (a batch of one): an outer product, cheaper by broadcasting
+        return f"({a}.T * {g})"
     return f"DOT({a}.T, {g})"
