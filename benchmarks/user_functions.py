@@ -425,9 +425,7 @@ def sensealg_for(spec: Any, var: Variant) -> Any:
 
 def derivative_source(prob: Problem, var: Variant) -> str:
     """Where the library takes ``f``'s derivatives from for this variant (``"user"``,
-    ``"autograd"`` or ``"fd"``; ``"-"`` for a parameter container)."""
-    if not isinstance(var.p, np.ndarray):
-        return "-"
+    ``"autograd"`` — recorded and replayed — or ``"fd"``)."""
     try:
         ode = ade.ODEProblem(var.f, prob.u0, prob.tspan, var.p, **var.problem_kw)
         backend = ade.registry().get_backend("numpy")

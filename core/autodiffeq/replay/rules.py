@@ -4,8 +4,9 @@ Each rule returns Python expressions (strings) for the VJP or JVP of one recorde
 written for the shapes seen when the function was recorded; every other primitive goes
 through autograd's own registries (``primitive_vjps`` / ``primitive_jvps``, i.e. the rules
 ``defvjp`` / ``defjvp`` registered), evaluated on the replayed values. The expressions are
-the textbook derivatives (e.g. ``d tanh(x) = (1 - tanh(x)^2) dx``); ``tests/test_replay.py``
-checks every rule against autograd's on random inputs.
+the textbook derivatives (e.g. ``d tanh(x) = (1 - tanh(x)^2) dx``);
+``tests/replay/test_replay_engine.py`` checks them against autograd's own at random points,
+and every new recording is checked once against autograd where it is made.
 """
 
 from __future__ import annotations
