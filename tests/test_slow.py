@@ -55,6 +55,22 @@ def test_nonstiff_benchmark_quick_run(tmp_path):
 
 
 @pytest.mark.slow
+def test_user_function_benchmark_quick_run(tmp_path):
+    """The user-written-f benchmark runs (Lotka–Volterra, DiscreteAdjoint, one timed call per
+    row) and reports the replayed autograd f, the difference fallback and the hand-written
+    derivatives, each with its gradient error against the reference."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "user_functions.py"), "--quick",
+         "--problems", "lv", "--methods", "DiscreteAdjoint", "--no-torch", "--budget", "5",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "derivative sources: autograd: autograd, numpy FD: fd, numpy+jac: user" in out.stdout
+    assert (tmp_path / "user_functions.csv").stat().st_size > 0
+
+
+@pytest.mark.slow
 def test_main_example_runs(tmp_path):
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "lotka_volterra.py"), "--out",
