@@ -95,6 +95,11 @@ def _flat_rhs(
     elif len(shape) == 1:
         def rhs(u: Any, t: float) -> Any:
             return xp.asarray(f(u, p, t), dtype=dtype)
+    elif not convert_output and "autograd" in getattr(backend, "capabilities", ()):
+        flat = (n,)
+
+        def rhs(u: Any, t: float) -> Any:  # NumPy arrays: reshape methods, no wrapper
+            return f(u.reshape(shape), p, t).reshape(flat)
     elif not convert_output:
         flat = (n,)
 
