@@ -154,3 +154,37 @@ def test_parameters_as_a_dict_of_arrays_match_the_flat_vector():
         got = np.concatenate([g_dict[k].ravel() for k in sorted(params)])
         scale = np.abs(g_flat).max()
         assert np.abs(got - g_flat).max() <= 1e-8 * scale, method
+
+
+A_GLOBAL = np.array([[0.0, 1.0], [-1.0, 0.0]])
+
+
+def rotation(u, p, t):
+    return p[0] * (A_GLOBAL @ u)
+
+
+def test_rebinding_a_global_is_not_replayed_stale():
+    """A global array rebound between solves (as in a notebook): the recording referenced
+    the old object, so the function is recorded again; the gradient follows the new one."""
+    global A_GLOBAL
+
+    def grad_p(sensealg="DiscreteAdjoint"):
+        def loss(p):
+            prob = ade.ODEProblem(rotation, np.array([1.0, 0.0]), (0.0, 1.0), p)
+            sol = ade.solve(prob, "Tsit5", saveat=[1.0], rtol=1e-10, atol=1e-12,
+                            sensealg=sensealg)
+            return anp.sum(sol.u[-1] * np.array([1.0, 2.0]))
+
+        return grad(loss)(np.array([1.0]))
+
+    first = grad_p()
+    saved = A_GLOBAL
+    try:
+        A_GLOBAL = np.array([[-1.0, 0.0], [0.0, -2.0]])  # u' = p diag(-1, -2) u
+        second = grad_p()
+    finally:
+        A_GLOBAL = saved
+    # d/dp [exp(-p) * 1 + 2 * 0] at p = 1 for u0 = (1, 0)
+    exact = -np.exp(-1.0)
+    assert abs(second[0] - exact) <= 1e-7 * abs(exact)
+    assert abs(first[0] - exact) > 0.1  # the rotation's gradient is different

@@ -97,6 +97,9 @@ class ReplayedFunction:
         #: why replay was given up (``None`` while it is used)
         self.disabled: str | None = None
         self.n_traces = 0
+        #: identities of the objects ``f`` reads from outside when recorded (see
+        #: :func:`_environment`)
+        self.environment: tuple = ()
         self._wanted_all = tuple(range(1 + self.n_leaves))
         self._eye: dict[tuple, np.ndarray] = {}
 
@@ -413,10 +416,32 @@ def replayed(f: Callable[..., Any], p: Any, shape: tuple[int, ...], dtype: Any,
         except TypeError:
             pass
     rf = per_f.get(key)
-    if rf is None:
+    env = _environment(f)
+    if rf is None or rf.environment != env:
         rf = per_f[key] = ReplayedFunction(f, layout, tuple(shape), backend=backend,
                                            dtype=dtype)
+        rf.environment = env
     return rf, BoundLeaves(leaves)
+
+
+def _environment(f: Callable[..., Any]) -> tuple:
+    """Identities of what ``f`` reads from outside: the globals its code names, its closure
+    cells' contents, the instance of a bound method. A recording references those objects as
+    constants, so rebinding one (``A = new_array`` in a notebook) must not replay the old
+    object: a changed identity gives a new recording (checked once per solve)."""
+    fn = getattr(f, "__func__", f)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return (id(getattr(f, "__self__", None)),)
+    glob = getattr(fn, "__globals__", {})
+    ids: list[Any] = [id(glob[name]) for name in code.co_names if name in glob]
+    for cell in fn.__closure__ or ():
+        try:
+            ids.append(id(cell.cell_contents))
+        except ValueError:  # an empty cell
+            ids.append(None)
+    ids.append(id(getattr(f, "__self__", None)))
+    return tuple(ids)
 
 
 def replaying_rhs(f: Callable[..., Any], p: Any, shape: tuple[int, ...], dtype: Any
