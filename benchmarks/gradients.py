@@ -237,14 +237,11 @@ def load_torch() -> tuple[Any, Any, str]:
     return torch, torchdiffeq, ""
 
 
-def torch_gradient(torch: Any, torchdiffeq: Any, case: Case, adjoint: bool) -> tuple:
-    """``(fn, nfe)``: ``fn()`` returns the flat gradient (MLP layout) from torchdiffeq's
-    ``odeint`` or ``odeint_adjoint``; ``nfe()`` the f evaluations of the last forward pass."""
-    (W1, b1), (W2, b2) = case.model.unflatten(case.p0)
+def spiral_torch_field(torch: Any, W1: Any, b1: Any, W2: Any, b2: Any) -> Any:
+    """The spiral network as a ``torch.nn.Module`` for torchdiffeq (float64 parameters, an
+    ``nfe`` counter of its calls): ``tanh(u^3 W1 + b1) W2 + b2``."""
 
     class Field(torch.nn.Module):
-        """The same network: ``tanh(u^3 W1 + b1) W2 + b2``."""
-
         def __init__(self) -> None:
             super().__init__()
             as_param = lambda a: torch.nn.Parameter(torch.tensor(np.array(a)))  # noqa: E731
@@ -256,7 +253,14 @@ def torch_gradient(torch: Any, torchdiffeq: Any, case: Case, adjoint: bool) -> t
             self.nfe += 1
             return torch.tanh(u**3 @ self.W1 + self.b1) @ self.W2 + self.b2
 
-    func = Field()
+    return Field()
+
+
+def torch_gradient(torch: Any, torchdiffeq: Any, case: Case, adjoint: bool) -> tuple:
+    """``(fn, nfe)``: ``fn()`` returns the flat gradient (MLP layout) from torchdiffeq's
+    ``odeint`` or ``odeint_adjoint``; ``nfe()`` the f evaluations of the last forward pass."""
+    (W1, b1), (W2, b2) = case.model.unflatten(case.p0)
+    func = spiral_torch_field(torch, W1, b1, W2, b2)
     y0 = torch.tensor(case.u0)
     ts = torch.tensor(T_SAVE)
     data = torch.tensor(case.data)

@@ -110,6 +110,7 @@ from gradients import (  # noqa: E402
     _now,
     keep_freed_memory,
     rel_err,
+    spiral_torch_field,
     spiral_user_f,
     timed,
     torch_modules,
@@ -330,19 +331,7 @@ def spiral(hidden: int) -> Problem:
     hand = Variant(V_HAND, f_numpy, p0, {"jac": jac, "paramjac": paramjac})
 
     def torch_model(torch: Any) -> tuple[Any, list[Any]]:
-        class Field(torch.nn.Module):
-            """The same network: ``tanh(u^3 W1 + b1) W2 + b2``."""
-
-            def __init__(self) -> None:
-                super().__init__()
-                as_param = lambda a: torch.nn.Parameter(torch.tensor(np.array(a)))  # noqa: E731
-                self.W1, self.b1 = as_param(W1), as_param(b1)
-                self.W2, self.b2 = as_param(W2), as_param(b2)
-
-            def forward(self, t: Any, u: Any) -> Any:
-                return torch.tanh(u**3 @ self.W1 + self.b1) @ self.W2 + self.b2
-
-        module = Field()
+        module = spiral_torch_field(torch, W1, b1, W2, b2)
         return module, [module.W1, module.b1, module.W2, module.b2]
 
     return Problem(

@@ -184,7 +184,7 @@ class ReplayedFunction:
                 warnings.simplefilter("ignore")
                 vjp, _ = make_vjp(flat_f)(tuple(inputs[:-1]))
                 ref = vjp(g)
-        except NotImplementedError:  # a primitive autograd has no rule for (asarray):
+        except NotImplementedError:  # autograd has no rule for a primitive (e.g. asarray)
             if not self._directional_check(inputs, g, got_vjp, flat_f):
                 self._disable("replayed VJP disagrees with a difference quotient of f")
             return

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from autograd.core import primitive_vjps, sparse_object_types
+from autograd.core import VJPNode, primitive_vjps, sparse_object_types
 from autograd.numpy import numpy_wrapper as anp
 from autograd.tracer import Box, Node, new_box, notrace_primitives, register_notrace, trace_stack
 
@@ -136,7 +136,7 @@ class Graph:
 
     def differentiable(self, op: Op) -> bool:
         """Whether gradients flow through ``op`` (not a comparison, rounding, index, ...)."""
-        if op.fun in notrace_primitives[_vjp_node_type()]:
+        if op.fun in notrace_primitives[VJPNode]:
             return False
         if op.fun is anp.asarray:  # no autograd rule; the identity when the dtype is kept
             return self.is_float(op.out) and self.same_dtype_asarray(op)
@@ -153,12 +153,6 @@ class Graph:
             return dtype is None or np.dtype(dtype) == np.result_type(self.values[op.parents[0]])
         except TypeError:
             return False
-
-
-def _vjp_node_type() -> type:
-    from autograd.core import VJPNode
-
-    return VJPNode
 
 
 def record(fun: Any, inputs: list[Any]) -> Graph:
