@@ -374,7 +374,11 @@ def _tolerance_scalar(value: Any, name: str) -> float:
     """The smallest entry of a tolerance (scalar or array), validated."""
     if is_real(value):
         v = float(value)
-        arr = np.asarray([v])
+        if not math.isfinite(v):
+            raise InvalidArgument(f"{name} must be finite, got {value!r}")
+        if v < 0:
+            raise InvalidArgument(f"{name} must be non-negative, got {value!r}")
+        return v
     else:
         try:
             arr = np.asarray(value, dtype=np.float64)
@@ -396,6 +400,8 @@ def check_tolerances(rtol: Any, atol: Any) -> tuple[float, float]:
     a = _tolerance_scalar(atol, "atol")
     if r == 0 and a == 0:
         raise InvalidArgument("rtol and atol are both zero: at least one must be positive")
+    if is_real(rtol) and is_real(atol):
+        return r, a
     try:
         both = np.asarray(rtol, dtype=float) + np.asarray(atol, dtype=float)
     except ValueError:

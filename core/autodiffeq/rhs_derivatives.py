@@ -31,7 +31,15 @@ import numpy as np
 from .backend import Backend
 from .errors import InvalidArgument, UnsupportedCombination
 from .jacobians import as_square_matrix, jacobian_source
-from .replay import ReplayUnavailable, flatten, is_container, layout_of, replayed
+from .replay import (
+    DeferredCotangents,
+    ForwardTape,
+    ReplayUnavailable,
+    flatten,
+    is_container,
+    layout_of,
+    replayed,
+)
 
 MODES = ("auto", "user", "autograd", "fd")
 
@@ -87,6 +95,7 @@ class RHSDerivatives:
             self.p_shape = tuple(np.shape(p))
         self.m = 0 if self.layout is None else self.layout.size
         self._replay: Any = None
+        self._vjps: dict[tuple[int, Any], tuple[Any, Any]] = {}
         #: reshape on the backend (NumPy's method: no Python-level wrapper on hot paths)
         self._reshape = _reshape_method if self._autograd_backend() else self.xp.reshape
         self.nf = 0
@@ -263,6 +272,15 @@ class RHSDerivatives:
             self._replay = r = False
         return r or None
 
+    def _bound_vjp(self, r: tuple[Any, Any], want_p: bool) -> Any:
+        """The replayed VJP bound to this ``p`` (:meth:`ReplayedFunction.bound_vjp`), made
+        once per ``want_p``."""
+        key = (id(r[0]), want_p)
+        bound = self._vjps.get(key)
+        if bound is None or bound[0] is not r[0]:
+            bound = self._vjps[key] = (r[0], r[0].bound_vjp(r[1], want_p))
+        return bound[1]
+
     def _leaves_from_flat(self, p_flat: Any) -> list[Any]:
         """The float leaves of ``p`` with values from ``p_flat`` (all of ``p`` is recorded
         as inputs, so a replay also takes new parameter values)."""
@@ -344,9 +362,9 @@ class RHSDerivatives:
         if r is not None:
             try:
                 shape, reshape = self.shape, self._reshape
-                _, flat = r[0].vjp(v if v.shape == shape else reshape(v, shape),
-                                   u if u.shape == shape else reshape(u, shape), r[1], t,
-                                   want_p)
+                _, flat = self._bound_vjp(r, want_p)(
+                    v if v.shape == shape else reshape(v, shape),
+                    u if u.shape == shape else reshape(u, shape), t)
             except ReplayUnavailable as exc:
                 self._no_fallback(exc)
             else:
@@ -367,6 +385,21 @@ class RHSDerivatives:
         gp = self.xp.matrix_transpose(self.paramjac(u, t)) @ v if want_p else None
         return gu, gp
 
+    def p_accumulator(self) -> DeferredCotangents:
+        """A sum of parameter cotangents for :meth:`vjp_deferred` (``.total()``: the flat
+        sum ``(m,)``, or ``None`` when nothing was added)."""
+        return DeferredCotangents(self.m)
+
+    def deferring(self, acc: DeferredCotangents, tape: ForwardTape | None = None) -> Any:
+        """These derivatives with ``vjp(v, u, t, want_p)`` returning ``(v^T J, None)`` and
+        ``v^T df/dp`` added to ``acc`` instead: a replayed ``f`` keeps the factors and sums
+        them once (:mod:`autodiffeq.replay.deferred`: the outer products of a layer's
+        weight become one matrix product per reverse pass). The ``u`` and ``v`` passed must
+        not be modified before ``acc.total()``. A ``tape`` of the forward solve's
+        evaluations (:class:`~autodiffeq.replay.engine.ForwardTape`) supplies the reverse
+        sweeps of the evaluations it holds."""
+        return _Deferring(self, acc, tape)
+
     def value_and_vjp(self, v: Any, u: Any, t: float, want_p: bool = True
                       ) -> tuple[Any, Any, Any] | None:
         """``(f(u, t), v^T J, v^T df/dp)`` flat, from one fused replayed sweep (``f`` is
@@ -378,9 +411,9 @@ class RHSDerivatives:
         want_p = want_p and self.m > 0
         shape, reshape = self.shape, self._reshape
         try:
-            y, flat = r[0].vjp(v if v.shape == shape else reshape(v, shape),
-                               u if u.shape == shape else reshape(u, shape), r[1], t,
-                               want_p)
+            y, flat = self._bound_vjp(r, want_p)(
+                v if v.shape == shape else reshape(v, shape),
+                u if u.shape == shape else reshape(u, shape), t)
         except ReplayUnavailable as exc:
             self._no_fallback(exc)
             return None
@@ -679,3 +712,53 @@ def _define_replayed_rhs() -> Any:
 
 
 replayed_rhs = _define_replayed_rhs()
+
+
+class _Deferring:
+    """:meth:`RHSDerivatives.deferring`: ``vjp`` keeps the parameter part in ``acc``; every
+    other attribute is the wrapped derivatives'."""
+
+    def __init__(self, derivatives: RHSDerivatives, acc: DeferredCotangents,
+                 tape: ForwardTape | None) -> None:
+        self._derivatives = derivatives
+        self._acc = acc
+        self._bound: Any = None
+        self.vjp = self._make_vjp(tape.entries if tape is not None and tape.entries else None)
+
+    def _make_vjp(self, taped: dict | None) -> Callable[..., tuple[Any, Any]]:
+        d, acc = self._derivatives, self._acc
+        shape, n, reshape = d.shape, d.n, d._reshape
+
+        def vjp(v: Any, u: Any, t: float, want_p: bool = True) -> tuple[Any, Any]:
+            if not want_p:
+                return d.vjp(v, u, t, False)
+            if taped is not None:
+                hit = taped.get((float(t), u.tobytes()))
+                if hit is not None:  # this very evaluation's reverse sweep
+                    back, var, P, leaves = hit
+                    out = back(v if v.shape == shape else reshape(v, shape),
+                               acc.lists(var, P, leaves))
+                    d.nf += 1
+                    return (out if out.shape == (n,) else reshape(out, (n,))), None
+            r = d.replay
+            if r is not None and d.m > 0 and reshape is _reshape_method:  # NumPy replay
+                bound = self._bound
+                if bound is None or bound[0] is not r[0]:
+                    bound = self._bound = (r[0], r[0].bound_vjp_deferred(r[1], acc))
+                try:
+                    out = bound[1](v if v.shape == shape else reshape(v, shape),
+                                   u if u.shape == shape else reshape(u, shape), t)
+                except ReplayUnavailable as exc:
+                    d._no_fallback(exc)
+                else:
+                    d.nf += 1
+                    return (out if out.shape == (n,) else reshape(out, (n,))), None
+            gu, gp = d.vjp(v, u, t, True)
+            if gp is not None:
+                acc.add(gp)
+            return gu, None
+
+        return vjp
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._derivatives, name)

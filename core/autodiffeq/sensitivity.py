@@ -32,7 +32,7 @@ from .errors import DenseOutputError, InvalidType, UnsupportedCombination
 from .pipeline import solve_request
 from .problems import ODEProblem
 from .registry import Registry
-from .replay import flatten, is_container, layout_of, replaying_rhs
+from .replay import ForwardTape, flatten, is_container, layout_of, replaying_rhs
 from .request import (
     SOLVE_OPTIONS,
     check_saveat,
@@ -86,6 +86,7 @@ class GradientRequest:
     #: the solve's callbacks (events), flattened in the order given
     callbacks: tuple[Any, ...] = ()
     _derivatives: dict[str, Any] = field(default_factory=dict, repr=False)
+    _scratch_stepper: Any = field(default=None, repr=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -148,9 +149,12 @@ class GradientRequest:
             )
         return self._derivatives[key]
 
-    def solve(self, prob: ODEProblem | None = None, **overrides: Any) -> Solution:
+    def solve(self, prob: ODEProblem | None = None, tape: ForwardTape | None = None,
+              **overrides: Any) -> Solution:
         """Solve ``prob`` (default: the request's) with the user's options, stepping onto
-        every save time and saving every step, unless ``overrides`` say otherwise."""
+        every save time and saving every step, unless ``overrides`` say otherwise; with a
+        ``tape``, the reverse sweeps of the replayed ``f``'s evaluations are kept there
+        (:class:`~autodiffeq.replay.engine.ForwardTape`)."""
         options = dict(self.solve_options)
         alg_options = dict(options.pop("alg_options", {}))
         options["tstops"] = self.tstops
@@ -159,17 +163,22 @@ class GradientRequest:
         options["backend"] = self.backend.name
         options, more = split_options(options)
         alg_options.update(more)
-        return solve_request(self.fast(self.prob if prob is None else prob), self.solver,
-                             options, alg_options, self.registry)
+        return solve_request(self.fast(self.prob if prob is None else prob, tape),
+                             self.solver, options, alg_options, self.registry)
 
-    def fast(self, prob: ODEProblem) -> ODEProblem:
+    def fast(self, prob: ODEProblem, tape: ForwardTape | None = None) -> ODEProblem:
         """``prob`` with ``f`` evaluated by replaying its recording
         (:func:`autodiffeq.replay.replaying_rhs`: the same values without autograd's
         per-call dispatch) on backends with the ``"autograd"`` capability; ``prob`` itself
-        for models carrying their own derivatives, or when ``f`` cannot be recorded."""
+        for models carrying their own derivatives, or when ``f`` cannot be recorded. With a
+        ``tape``, the evaluations' reverse sweeps are kept there."""
         if ("autograd" not in getattr(self.backend, "capabilities", ())
                 or prob.f is not self.prob.f or callable(getattr(prob.f, "vjp", None))):
             return prob  # (augmented systems of the methods are not the user's f)
+        if tape is not None:
+            f = replaying_rhs(prob.f, prob.p, tuple(prob.shape), np.asarray(prob.u0).dtype,
+                              tape)
+            return prob if f is prob.f else prob.remake(f=f)
         key = f"fast:{id(prob)}"
         cached = self._derivatives.get(key)
         if cached is None or cached[0] is not prob:  # (ids of dead problems are reused)
@@ -177,6 +186,14 @@ class GradientRequest:
             f = replaying_rhs(prob.f, prob.p, tuple(prob.shape), dtype)
             cached = self._derivatives[key] = (prob, prob if f is prob.f else prob.remake(f=f))
         return cached[1]
+
+    def scratch_stepper(self) -> Any:
+        """One stepper of the request's solver made once per request, for re-running and
+        transposing steps one after another (its state is scratch: each use sets it)."""
+        stepper = self._scratch_stepper
+        if stepper is None:
+            stepper = self._scratch_stepper = self.make_stepper()
+        return stepper
 
     def make_stepper(self) -> Any:
         """A fresh stepper of the request's solver on its problem (for replaying steps)."""

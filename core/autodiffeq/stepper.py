@@ -213,6 +213,11 @@ class Stepper:
     #: stage derivatives of the forward step) instead of recomputing them
     step_vjp_uses_dense_data: bool = False
 
+    #: whether :meth:`step_vjp` accepts ``None`` as the parameter part of
+    #: ``derivatives.vjp`` (and then returns ``None`` for it): the derivatives keep the
+    #: parameter cotangents and sum them once per reverse pass (``DiscreteAdjoint``)
+    step_vjp_defers_p: bool = False
+
     def step_vjp(
         self,
         t: float,

@@ -6,6 +6,8 @@ docs/derivatives.md for the user-facing description.
 
 from .codegen import Program, Stale
 from .engine import (
+    DeferredCotangents,
+    ForwardTape,
     ReplayedFunction,
     ReplayUnavailable,
     ReplayWarning,
@@ -16,6 +18,8 @@ from .pytree import ParamLayout, flatten, float_leaves, is_container, layout_of
 from .record import Graph, record
 
 __all__ = [
+    "DeferredCotangents",
+    "ForwardTape",
     "Graph",
     "ParamLayout",
     "Program",

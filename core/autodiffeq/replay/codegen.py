@@ -115,6 +115,7 @@ class Program:
             sources = self.stacked.get(op.out, op.parents)
             if op.out in needed and sources and all(p in param_only for p in sources):
                 param_only.add(op.out)
+        self.param_only = param_only
         self.hoisted = [op.out for op in g.ops if op.out in param_only and op.out in needed]
         # values that depend on a wanted input through differentiable operations
         fwd = set(self.wanted)
@@ -384,11 +385,13 @@ class Program:
         return summed if kept == tuple(to_shape) else f"RESHAPE({summed}, {to_shape!r})"
 
     def _vjp_of(self, op: Op, gk: str, contrib: dict[int, list[tuple]],
-                body: list[str]) -> None:
+                body: list[str], skip: frozenset[int] = frozenset()) -> None:
+        """Emit the cotangents of ``op``'s active operands (but those in ``skip``) from its
+        output's cotangent ``gk``, as contributions in ``contrib``."""
         g = self.graph
         k = op.out
         active_args = [i for i, p in zip(op.argnums, op.parents, strict=True)
-                       if p in self.active and g.is_float(p)]
+                       if p in self.active and g.is_float(p) and i not in skip]
         if not active_args:
             return
         args = self._arg_exprs(op)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .codegen import BASE_NAMESPACE, Program, Stale
+from .deferred import deferred_functions
 from .flavors import Flavor, UnsupportedOperation, array_api_flavor, numpy_flavor
 from .pytree import ParamLayout, float_leaves, layout_of, to_host_tree
 from .record import Graph, record
@@ -38,6 +39,9 @@ logger = logging.getLogger("autodiffeq")
 
 #: recordings kept per function and signature before giving up on replay
 MAX_VARIANTS = 8
+
+#: the most numbers one deferred reverse sweep may keep per call (:mod:`.deferred`)
+DEFER_MAX_ENTRIES = 4096
 
 
 class ReplayWarning(UserWarning):
@@ -60,6 +64,9 @@ class _Variant:
     forward: dict[tuple[int, ...], Any] = field(default_factory=dict)
     tangent: dict[tuple[int, ...], Any] = field(default_factory=dict)
     tangents: dict[tuple[int, ...], Any] = field(default_factory=dict)
+    #: ``(forward_deferred, finish, number of lists, numbers a sweep holds)``
+    #: (:mod:`.deferred`); ``False`` when it does not apply
+    deferred: Any = None
 
     def program(self, wanted: tuple[int, ...]) -> Program:
         prog = self.programs.get(wanted)
@@ -291,6 +298,138 @@ class ReplayedFunction:
         y, back = self._run("forward", wanted, self._inputs(u, leaves, t), leaves=leaves)
         return y, back(g)
 
+    def bound_value(self, leaves: list[Any]) -> Callable[[Any, float], Any]:
+        """``value(u, t) = f(u, p, t)`` for fixed ``leaves``: :meth:`value` with the last
+        path used and its parameter-only values held in a slot, so a call on the same path
+        is one call of the compiled program (the per-stage call of a solve)."""
+        slot: list[Any] = [None, None]
+        value = self.value
+
+        def bound(u: Any, t: float) -> Any:
+            var = slot[0]
+            if var is not None:
+                try:
+                    return var.value(slot[1], u, *leaves, t)
+                except Stale:
+                    slot[0] = None
+            out = value(u, leaves, t)
+            if self.variants:
+                var = self.variants[0]
+                slot[1] = _prepared(var, (u, *leaves, t), leaves)
+                slot[0] = var
+            return out
+
+        return bound
+
+    def bound_vjp(self, leaves: list[Any], want_p: bool = True
+                  ) -> Callable[[Any, Any, float], tuple[Any, Any]]:
+        """``vjp(g, u, t) = (f, flat cotangents)`` for fixed ``leaves`` and ``want_p``:
+        :meth:`vjp` with the last path's compiled forward sweep and parameter-only values
+        held in a slot (see :meth:`bound_value`)."""
+        slot: list[Any] = [None, None]
+        wanted = self._wanted_all if want_p else (0,)
+        vjp = self.vjp
+
+        def bound(g: Any, u: Any, t: float) -> tuple[Any, Any]:
+            fn = slot[0]
+            if fn is not None:
+                try:
+                    y, back = fn(slot[1], u, *leaves, t)
+                except Stale:
+                    slot[0] = None
+                else:
+                    return y, back(g)
+            out = vjp(g, u, leaves, t, want_p)
+            if self.variants:
+                var = self.variants[0]
+                fn = var.forward.get(wanted)
+                if fn is not None:
+                    slot[1] = _prepared(var, (u, *leaves, t), leaves)
+                    slot[0] = fn
+            return out
+
+        return bound
+
+    def _deferred(self, var: _Variant) -> Any:
+        """``var``'s :func:`~.deferred.deferred_functions` (compiled once), or ``None`` where
+        it does not apply or one call would keep more than :data:`DEFER_MAX_ENTRIES` numbers
+        (wide layers on a batch: keeping every stage's activations costs more memory
+        traffic than the rank-one updates it saves)."""
+        if var.deferred is None:
+            try:
+                fwd, finish, layout = deferred_functions(var.program(self._wanted_all))
+            except UnsupportedOperation:
+                var.deferred = False
+            else:
+                var.deferred = (False if layout.entries_per_call > DEFER_MAX_ENTRIES
+                                else (fwd, finish, layout.n_lists,
+                                      layout.forward_numbers + layout.entries_per_call))
+        return var.deferred or None
+
+    def bound_vjp_deferred(self, leaves: list[Any], acc: DeferredCotangents
+                           ) -> Callable[[Any, Any, float], Any]:
+        """``vjp_u(g, u, t) -> g^T df/du`` (flat) for fixed ``leaves``, with ``g^T df/dp``
+        kept in ``acc`` for one sum at the end (:mod:`.deferred`; the immediate product
+        where that does not apply)."""
+        slot: list[Any] = [None, None, None]
+        n = self.n
+        immediate: list[Any] = []  # the plain bound VJP, once a path has no deferral
+
+        def bound(g: Any, u: Any, t: float) -> Any:
+            fn = slot[0]
+            if fn is not None:
+                try:
+                    _, back = fn(slot[1], u, *leaves, t)
+                except Stale:
+                    slot[0] = None
+                else:
+                    return back(g, slot[2])
+            if immediate:
+                _, flat = immediate[0](g, u, t)
+                acc.add(flat[n:])
+                return flat[:n]
+            self.value(u, leaves, t)  # the path of this call first (recorded if new)
+            var = self.variants[0]
+            d = self._deferred(var)
+            if d is None:
+                immediate.append(self.bound_vjp(leaves, True))
+                return bound(g, u, t)
+            P = _prepared(var, (u, *leaves, t), leaves)
+            _, back = d[0](P, u, *leaves, t)
+            slot[:] = [d[0], P, acc.lists(var, P, leaves)]
+            return back(g, slot[2])
+
+        return bound
+
+    def bound_taping(self, leaves: list[Any], tape: ForwardTape
+                     ) -> Callable[[Any, float], Any]:
+        """``value(u, t)`` (:meth:`bound_value`) that also keeps each call's deferred
+        reverse sweep in ``tape`` (:class:`ForwardTape`), so that a reverse pass over the
+        same evaluations does not run them again."""
+        slot: list[Any] = [None, None, None, 0]
+        entries = tape.entries
+
+        def bound(u: Any, t: float) -> Any:
+            fn = slot[0]
+            if fn is not None:
+                try:
+                    y, back = fn(slot[1], u, *leaves, t)
+                except Stale:
+                    slot[0] = None
+                else:
+                    if tape.held < tape.capacity:
+                        entries[(float(t), u.tobytes())] = (back, slot[2], slot[1], leaves)
+                        tape.held += slot[3]
+                    return y
+            out = self.value(u, leaves, t)
+            var = self.variants[0]
+            d = self._deferred(var)
+            if d is not None:
+                slot[:] = [d[0], _prepared(var, (u, *leaves, t), leaves), var, d[3]]
+            return out
+
+        return bound
+
     def jacobian(self, u: Any, leaves: list[Any], t: float, want_p: bool = True
                  ) -> tuple[Any, np.ndarray]:
         """``(f, [df/du | df/dp])``: the rows of both Jacobians, ``(len(f), n [+ m])``, from
@@ -330,6 +469,65 @@ class ReplayedFunction:
         if dleaves is None:
             return self._run("tangents", (0,), inputs, (dU,), leaves=leaves)
         return self._run("tangents", self._wanted_all, inputs, (dU, *dleaves), leaves=leaves)
+
+
+class ForwardTape:
+    """The reverse sweeps of one solve's evaluations of ``f`` (:meth:`ReplayedFunction.
+    bound_taping`), kept for the reverse pass over the same steps: a discrete adjoint then
+    runs each stage's backward sweep only, not its forward sweep again.
+
+    Keyed by the exact inputs ``(t, bytes of u)``: a lookup at the same time with a
+    bitwise-equal state gets the sweep of that very evaluation; anything else misses (the
+    caller evaluates again), so a hit is never a wrong derivative. Holds at most
+    ``capacity`` numbers (forward values and kept factors), then stops adding."""
+
+    def __init__(self, capacity: int = 10**7) -> None:
+        self.entries: dict[tuple[float, bytes], tuple[Any, _Variant, Any, Any]] = {}
+        self.capacity = capacity
+        self.held = 0
+
+
+class DeferredCotangents:
+    """``sum g^T df/dp`` over one reverse pass, kept as the lists of factors each recorded
+    path's deferred sweep appends (:mod:`.deferred`) and summed by :meth:`total`."""
+
+    def __init__(self, m: int) -> None:
+        self.m = m
+        self._paths: dict[int, tuple[_Variant, Any, Any, list[list[Any]]]] = {}
+        self._extra: Any = None
+
+    def lists(self, var: _Variant, P: Any, leaves: Any) -> list[list[Any]]:
+        """The lists ``var``'s deferred sweep appends to (made on the first call)."""
+        hit = self._paths.get(id(var))
+        if hit is None or hit[0] is not var:
+            hit = self._paths[id(var)] = (var, P, leaves, [[] for _ in range(var.deferred[2])])
+        return hit[3]
+
+    def bound_memory(self, limit_bytes: int = 1 << 23) -> None:
+        """Sum what is kept into one vector once the factors pass ``limit_bytes`` (they grow
+        with the stages of a pass, like a tape: a wide layer on a large batch would
+        otherwise hold every stage's activations)."""
+        for var, P, leaves, lists in self._paths.values():
+            if not lists or not lists[0]:
+                continue
+            per_call = sum(lst[0].nbytes if hasattr(lst[0], "nbytes") else 8
+                           for lst in lists if lst)
+            if per_call * len(lists[0]) > limit_bytes:
+                self.add(var.deferred[1](P, lists, *leaves))
+                for lst in lists:  # in place: the compiled sweeps hold these lists
+                    lst.clear()
+
+    def add(self, p_cotangent: Any) -> None:
+        """A parameter cotangent computed in full (a path or product without deferral)."""
+        self._extra = p_cotangent if self._extra is None else self._extra + p_cotangent
+
+    def total(self) -> Any:
+        """The flat sum of everything kept (``None`` when nothing was)."""
+        out = self._extra
+        for var, P, leaves, lists in self._paths.values():
+            part = var.deferred[1](P, lists, *leaves)
+            out = part if out is None else out + part
+        return out
 
 
 class BoundLeaves(list):
@@ -444,22 +642,24 @@ def _environment(f: Callable[..., Any]) -> tuple:
     return tuple(ids)
 
 
-def replaying_rhs(f: Callable[..., Any], p: Any, shape: tuple[int, ...], dtype: Any
-                  ) -> Callable[..., Any]:
+def replaying_rhs(f: Callable[..., Any], p: Any, shape: tuple[int, ...], dtype: Any,
+                  tape: ForwardTape | None = None) -> Callable[..., Any]:
     """``f`` evaluated by replaying its recording: the same values (the same NumPy
     operations, without autograd's per-call dispatch), for the solves inside a gradient.
     Calls with other parameters, with autograd boxes, or once ``f`` is not replayed go to
-    ``f`` itself. ``replay_of`` names ``f`` (so that recordings are shared)."""
+    ``f`` itself. ``replay_of`` names ``f`` (so that recordings are shared). With a
+    ``tape``, each call's reverse sweep is kept there (:class:`ForwardTape`)."""
     from autograd.tracer import isbox
 
     rf, leaves = replayed(f, p, shape, dtype)
     if rf.disabled is not None:
         return f
+    value = rf.bound_value(leaves) if tape is None else rf.bound_taping(leaves, tape)
 
     def rhs(u: Any, p_call: Any, t: Any) -> Any:
         if p_call is p and rf.disabled is None and not isbox(u) and not isbox(t):
             try:
-                return rf.value(u, leaves, t)
+                return value(u, t)
             except ReplayUnavailable:
                 pass
         return f(u, p_call, t)

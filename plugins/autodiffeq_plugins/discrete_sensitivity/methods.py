@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from autodiffeq.errors import InvalidArgument, UnsupportedCombination
+from autodiffeq.replay import ForwardTape
 from autodiffeq.sensitivity import (
     ForwardRecord,
     GradientRequest,
@@ -357,7 +358,7 @@ class DiscreteAdjoint(SensitivityMethod):
         self.autojacvec = autojacvec
 
     def forward(self, request: GradientRequest) -> ForwardRecord:
-        reuse = request.make_stepper().step_vjp_uses_dense_data and self.checkpoint_every in (
+        reuse = request.scratch_stepper().step_vjp_uses_dense_data and self.checkpoint_every in (
             "auto", 1
         )
         n = request.n
@@ -365,16 +366,20 @@ class DiscreteAdjoint(SensitivityMethod):
         fixed = None if self.checkpoint_every == "auto" else int(self.checkpoint_every)
         t0 = float(request.prob.tspan[0])
         u0 = xp.reshape(request.backend.asarray(request.prob.u0), (n,))
+        # the reverse sweeps of the stage evaluations, for the transposed steps (with the
+        # stages kept, the reverse pass meets the same stage states bit for bit)
+        tape = (ForwardTape(MEMORY_BUDGET) if reuse and request.wrt_p and request.n_p > 0
+                else None)
         if request.saveat is None:
             # every step is an output: its state is kept by the solve anyway
             rec = StepCheckpoints(t0, u0, max_states=2**62, stride=fixed,
                                   stage_budget=MEMORY_BUDGET if reuse else 0)
-            sol = request.solve(observers=(rec,))
+            sol = request.solve(observers=(rec,), tape=tape)
             record = record_from_solution(request, sol)
         else:
             rec = StepCheckpoints(t0, u0, max_states=MEMORY_BUDGET // max(n, 1), stride=fixed,
                                   stage_budget=MEMORY_BUDGET if reuse else 0)
-            sol = request.solve(saveat=request.saveat, observers=(rec,))
+            sol = request.solve(saveat=request.saveat, observers=(rec,), tape=tape)
             ts = np.asarray(rec.ts, dtype=np.float64)
             t_out = np.asarray(sol.t, dtype=np.float64)
             hit = np.isin(t_out, request.saveat)  # a failed solve appends where it stopped
@@ -390,6 +395,7 @@ class DiscreteAdjoint(SensitivityMethod):
         record.extra["made_by"] = rec.made_by
         record.extra["jumps"] = rec.jumps
         record.extra["event_grid"] = rec.events
+        record.extra["tape"] = tape if rec.stages is not None else None
         return record
 
     def vjp(self, request: GradientRequest, record: ForwardRecord, g: Any,
@@ -400,7 +406,7 @@ class DiscreteAdjoint(SensitivityMethod):
         be = request.backend
         xp = be.xp
         want_p = request.wrt_p and request.n_p > 0
-        stepper = request.make_stepper()
+        stepper = request.scratch_stepper()
         derivs = request.derivatives(self.autojacvec)
         # cotangents of the saved states, by step (several outputs may share a step)
         G: dict[int, Any] = {}
@@ -433,6 +439,9 @@ class DiscreteAdjoint(SensitivityMethod):
             G[k] = d_u if k not in G else G[k] + d_u
             if want_p and d_p is not None:
                 lam_p = d_p if lam_p is None else lam_p + d_p
+        # parameter cotangents of the stages kept and summed once (steppers that allow it)
+        p_acc = derivs.p_accumulator() if want_p else None
+        deferring = derivs.deferring(p_acc, record.extra.get("tape")) if want_p else derivs
         composite = stepper
         if made_by is not None:  # a composite: each step is transposed by its component
             if len(made_by) != n_steps:
@@ -467,15 +476,22 @@ class DiscreteAdjoint(SensitivityMethod):
             t, dt = float(ts[k]), float(ts[k + 1] - ts[k])
             if made_by is not None:
                 stepper = composite.components[made_by[k]]
-            out = stepper.step_vjp(t, u_k, dt, lam, derivs, want_p,
+            out = stepper.step_vjp(t, u_k, dt, lam,
+                                   deferring if stepper.step_vjp_defers_p else derivs, want_p,
                                    stages=None if stages is None else stages[k])
             if out is None:
                 out = self._autograd_step_vjp(request, stepper, derivs, t, u_k, dt, lam, want_p)
             lam, dp = out
             if want_p:
-                lam_p = dp if lam_p is None else lam_p + dp
+                p_acc.bound_memory()
+                if dp is not None:
+                    lam_p = dp if lam_p is None else lam_p + dp
             if k in G:
                 lam = lam + G[k]
+        if want_p:
+            kept = p_acc.total()
+            if kept is not None:
+                lam_p = kept if lam_p is None else lam_p + kept
         if want_p and lam_p is None:
             lam_p = xp.zeros((request.n_p,), dtype=lam.dtype)
         return lam, lam_p
@@ -521,3 +537,4 @@ class DiscreteAdjoint(SensitivityMethod):
         vjp, _ = make_vjp(phi)((np.asarray(u, dtype=np.float64), _p_flat(request)))
         gu, gp = vjp(np.asarray(lam, dtype=np.float64))
         return gu, (gp if want_p else None)
+

@@ -21,6 +21,7 @@ limited by stability, not accuracy.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -53,6 +54,19 @@ def interpolation_matrix(tab: ButcherTableau) -> np.ndarray:
     P[0] += _H10
     P[s_int - 1] += _H11
     return P
+
+
+@functools.lru_cache(maxsize=128)
+def used_stages(tab: ButcherTableau) -> int:
+    """Stages that influence ``u_new`` (an FSAL method's last stage only feeds the error
+    estimate): one past the last stage with a non-zero weight in ``b`` or in ``A``."""
+    A = np.asarray(tab.A, dtype=np.float64)
+    b = np.asarray(tab.b, dtype=np.float64)
+    used = b != 0
+    for i in range(tab.stages - 1, -1, -1):
+        if used[i]:
+            used[:i] |= A[i, :i] != 0
+    return int(np.nonzero(used)[0][-1]) + 1
 
 
 class ExplicitRKStepper(Stepper):
@@ -230,20 +244,8 @@ class ExplicitRKStepper(Stepper):
 
     # ------------------------------------------------------------------ differentiation
     def _used_stages(self) -> int:
-        """Stages that influence ``u_new`` (an FSAL method's last stage only feeds the error
-        estimate): one past the last stage with a non-zero weight in ``b`` or in ``A``."""
-        cached = getattr(self, "_s_used", None)
-        if cached is not None:
-            return cached
-        tab = self.tableau
-        A = np.asarray(tab.A, dtype=np.float64)
-        b = np.asarray(tab.b, dtype=np.float64)
-        used = b != 0
-        for i in range(tab.stages - 1, -1, -1):
-            if used[i]:
-                used[:i] |= A[i, :i] != 0
-        self._s_used = int(np.nonzero(used)[0][-1]) + 1
-        return self._s_used
+        """Stages that influence ``u_new`` (:func:`used_stages`)."""
+        return used_stages(self.tableau)
 
     def functional_step(self, f: Any, u: Any, p: Any, t: float, dt: float) -> Any:
         """``u + dt * sum_i b_i k_i`` with ``k_i = f(u + dt * sum_j A_ij k_j, p, t + c_i dt)``,
@@ -261,6 +263,7 @@ class ExplicitRKStepper(Stepper):
         return u + dt * anp.dot(b, anp.stack(ks))
 
     step_vjp_uses_dense_data = True  # dense data are the stage derivatives k_1..k_s
+    step_vjp_defers_p = True  # a None parameter part leaves lam_p None
 
     def step_vjp(
         self,
@@ -288,11 +291,18 @@ class ExplicitRKStepper(Stepper):
         dtype = self.rhs.dtype
         f = self.rhs.f
         dtA = self._M[:s, :s] * dt
-        b_dt = self._M[self.s, :s] * dt
-        ys: Any = []  # the stage states Y_i, stacked
+        ys: Any = []  # the stage states Y_i
         if stages is not None:
-            # all stage states at once: Y = u + (dt A) K (A strictly lower triangular)
-            ys = u[None, :] + dtA @ stages[:s, ...]
+            # the stage states formed exactly as :meth:`step` formed them (the same products
+            # of the same operands in the same buffers: the same bits, so derivatives kept
+            # from the forward evaluations are found), Y_i = [1, dt A_i] @ [u; k_1..k_i-1]
+            dtM = self._dtM
+            dtM[...] = self._M
+            dtM *= dt
+            self._Kaug[0, ...] = u
+            self.K[:s, ...] = stages[:s, ...]
+            dot = self._dot
+            ys = [u] + [dot(self._rows[i], self._Kp[i]) for i in range(1, s)]
         else:
             K = xp.zeros((s, n), dtype=dtype)
             for i in range(s):
@@ -300,20 +310,32 @@ class ExplicitRKStepper(Stepper):
                 ys.append(y)
                 K[i, ...] = f(y, t + self.c[i] * dt)
             self.nf += s
-            ys = xp.stack(ys, axis=0)
-        kbar = b_dt[:, None] * lam[None, :]
-        lam_u = lam
+        # Z = [ybar_0 .. ybar_{s-1}, lam]: kbar_i = C[i] @ Z with C[i, j] = dt A_ji (j > i)
+        # and C[i, s] = dt b_i, one product per stage (rows j <= i of Z are still zero)
+        C = self._adjoint_coefficients(s) * dt
+        Z = xp.zeros((s + 1, n), dtype=lam.dtype)
+        Z[s, ...] = lam
         lam_p = None
+        vjp = derivatives.vjp
         times = [float(t + ci * dt) for ci in self.c[:s]]
         for i in range(s - 1, -1, -1):
-            ybar, pbar = derivatives.vjp(kbar[i, ...], ys[i, ...] if i else u, times[i],
-                                         want_p)
-            lam_u = lam_u + ybar
-            if want_p:
+            ybar, pbar = vjp(C[i, ...] @ Z, ys[i], times[i], want_p)
+            Z[i, ...] = ybar
+            if pbar is not None:
                 lam_p = pbar if lam_p is None else lam_p + pbar
-            if i > 0:
-                kbar[:i, ...] = kbar[:i, ...] + dtA[i, :i][:, None] * ybar[None, :]
-        return lam_u, lam_p
+        return lam + xp.sum(Z[:s, ...], axis=0), lam_p
+
+    def _adjoint_coefficients(self, s: int) -> Any:
+        """``C`` (s, s+1) of the transposed stages: ``C[i, j] = A_ji`` for ``j > i`` and
+        ``C[i, s] = b_i`` (times ``dt`` per step)."""
+        C = getattr(self, "_C_adjoint", None)
+        if C is None:
+            M = self._M
+            C = self.xp.zeros((s, s + 1), dtype=M.dtype)
+            C[:, :s] = self.xp.matrix_transpose(M[:s, :s])
+            C[:, s] = M[self.s, :s]
+            self._C_adjoint = C
+        return C
 
     def complete_dense_data(self, t: float, dt: float, u: Any, data: Any) -> Any:
         extra = self.tableau.extra
