@@ -33,7 +33,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl, hookspec
 from .local_sensitivity import LocalSensitivities, local_sensitivities
-from .problems import ODEProblem
+from .problems import DDEProblem, ODEProblem
 from .registry import Compatibility, PluginLoadWarning, Registry, registry
 from .replay import ReplayWarning
 from .rhs_derivatives import DerivativeWarning, RHSDerivatives
@@ -83,6 +83,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidType",
     "LocalSensitivities",
+    "DDEProblem",
     "ODEProblem",
     "PluginError",
     "PluginLoadWarning",

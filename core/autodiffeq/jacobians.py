@@ -385,8 +385,12 @@ def looks_autonomous(rhs: RHS, t0: float, u0: Any, f0: Any, t1: float | None) ->
     see is a dependence confined between the probes (a pulse switched on and off inside the
     span): force ``autonomous=False`` then. A ``t``-dependence only through a step at one
     instant (forcing switched on at ``t = 1.1``) has ``f_t = 0`` on either side, so treating
-    it as autonomous is right even where the probes miss the step.
+    it as autonomous is right even where the probes miss the step. A right-hand side whose
+    function has the attribute ``__autodiffeq_time_dependent__ = True`` is not autonomous
+    without probing.
     """
+    if getattr(rhs.user_f, "__autodiffeq_time_dependent__", False):
+        return False, 0  # declared by its maker (a delay equation's f reads its past)
     xp = rhs.backend.xp
     f = rhs.f
     if t1 is None or t1 == t0:

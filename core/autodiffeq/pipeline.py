@@ -43,6 +43,8 @@ def make_stepper(request: SolveRequest, prepared: PreparedSolve) -> Any:
         raise InvalidArgument(f"solver {spec.name!r} rejected its options: {exc}") from exc
     if request.seed is not None and "rng" in getattr(be, "capabilities", ()):
         stepper.rng = be.rng(request.seed)  # else made unseeded if a stepper draws
+    if prepared.wrap_stepper is not None:
+        stepper = prepared.wrap_stepper(stepper)
     return stepper
 
 
@@ -71,7 +73,7 @@ def run(request: SolveRequest) -> Solution:
         norm=request.internalnorm,
         error_components=request.error_components,
         derivative=prepared.derivative,
-        observers=request.observers,
+        observers=tuple(request.observers) + tuple(prepared.observers),
         events=events,
         history_consumers=prepared.history_consumers,
         stop_consumers=prepared.stop_consumers,

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidType
+from .errors import InvalidArgument, InvalidType
 from .validation import (
     array_namespace_of,
     check_callable,
+    check_lags,
     check_mass_matrix,
     check_state,
     check_tspan,
@@ -138,3 +139,111 @@ def _normalise_state(u0: Any) -> Any:
     if arr.dtype.kind in "biu":
         arr = arr.astype(np.float64)
     return arr
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class DDEProblem:
+    """A delay differential equation ``du/dt = f(u, h, p, t)`` with history ``h``.
+
+    ``f`` reads the past through ``h(p, s)``: the given history for ``s <= t0``, the solution
+    itself for ``t0 < s <= t`` (a lookup of the future, ``s > t``, is an error). Delays are
+    written in ``f`` (``h(p, t - tau)``); the lags are declared so that solvers can track the
+    discontinuities they propagate (Bellen & Zennaro, *Numerical Methods for Delay
+    Differential Equations*, 2003, ch. 4).
+
+    Args:
+        f: right-hand side ``f(u, h, p, t) -> du/dt`` (an array of ``u``'s shape and dtype).
+        u0: the state at ``t0``; ``None`` means ``h(p, t0)``. It may differ from ``h(p, t0)``
+            (a jump at ``t0``).
+        h: the history ``h(p, s) -> u(s)`` for ``s <= t0`` (an array of ``u``'s shape).
+        tspan: ``(t0, t1)``, finite, ``t1 > t0``.
+        p: parameters, passed to ``f``, ``h`` and the dependent lags.
+        constant_lags: the constant delays ``tau > 0`` that ``f`` uses.
+        dependent_lags: callables ``tau(u, p, t) -> float`` (state-dependent delays ``f``
+            uses).
+    """
+
+    f: Callable[..., Any]
+    u0: Any
+    h: Callable[..., Any]
+    tspan: tuple[float, float]
+    p: Any = None
+    constant_lags: tuple[float, ...] = ()
+    dependent_lags: tuple[Callable[..., Any], ...] = ()
+    #: whether ``u0`` was taken from the history (``u0=None``): ``remake(p=...)`` takes it
+    #: again from the new parameters
+    u0_from_history: bool = False
+
+    problem_type = "DDE"
+
+    def __init__(
+        self,
+        f: Callable[..., Any],
+        u0: Any,
+        h: Callable[..., Any],
+        tspan: Any,
+        p: Any = None,
+        *,
+        constant_lags: Any = (),
+        dependent_lags: Any = (),
+    ) -> None:
+        check_callable(f, "f")
+        check_callable(h, "h")
+        t0, t1 = check_tspan(tspan)
+        if t1 < t0:
+            raise InvalidArgument(
+                f"tspan runs backwards ({t0} -> {t1}): a delay equation is integrated forwards "
+                "from its history")
+        lags = check_lags(constant_lags)
+        dep = tuple(dependent_lags) if isinstance(dependent_lags, (list, tuple)) else (
+            dependent_lags,)
+        for i, tau in enumerate(dep):
+            check_callable(tau, f"dependent_lags[{i}]")
+        from_history = u0 is None
+        if from_history:
+            try:
+                u0 = h(p, t0)
+            except Exception as exc:
+                exc.add_note("autodiffeq: raised by h(p, t0), the history at t0 (u0=None)")
+                raise
+            if u0 is None:
+                raise InvalidType("h(p, t0) returned None: the history must return the state "
+                                  "(an array of numbers)")
+        check_state(u0, "u0" if not from_history else "h(p, t0) (u0=None)")
+        set_ = object.__setattr__
+        set_(self, "f", f)
+        set_(self, "u0", _normalise_state(u0))
+        set_(self, "h", h)
+        set_(self, "tspan", (t0, t1))
+        set_(self, "p", p)
+        set_(self, "constant_lags", lags)
+        set_(self, "dependent_lags", dep)
+        set_(self, "u0_from_history", from_history)
+
+    def remake(self, **changes: Any) -> DDEProblem:
+        """A copy with some fields replaced (``f``, ``u0``, ``h``, ``tspan``, ``p``,
+        ``constant_lags``, ``dependent_lags``); validated anew. With ``u0`` taken from the
+        history, a new ``p`` or ``h`` takes it again unless ``u0`` is given."""
+        names = ("f", "u0", "h", "tspan", "p", "constant_lags", "dependent_lags")
+        unknown = set(changes) - set(names)
+        if unknown:
+            raise InvalidType(
+                f"remake() got unknown fields {sorted(unknown)}; fields: {sorted(names)}")
+        fields = {name: getattr(self, name) for name in names}
+        if self.u0_from_history and "u0" not in changes:
+            fields["u0"] = None
+        fields.update(changes)
+        return DDEProblem(fields["f"], fields["u0"], fields["h"], fields["tspan"],
+                          fields["p"], constant_lags=fields["constant_lags"],
+                          dependent_lags=fields["dependent_lags"])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of the state ``u``."""
+        return tuple(self.u0.shape)
+
+    def __repr__(self) -> str:
+        name = getattr(self.f, "__name__", type(self.f).__name__)
+        return (f"DDEProblem(f={name}, u0 shape={getattr(self.u0, 'shape', None)}, "
+                f"tspan={self.tspan}, constant_lags={self.constant_lags}, "
+                f"dependent_lags={len(self.dependent_lags)})")

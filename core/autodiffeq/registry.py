@@ -418,19 +418,24 @@ class Registry:
         spec = self.solver(solver)
         ptype = _problem_type(problem)
         adapter = None
+        wraps: tuple[str, ...] = ()
         if problem is not None and not isinstance(problem, str):
             ptspec = self.problem_type_for(problem)
             adapter = None if ptspec is None else ptspec.adapter
+            wraps = () if ptspec is None else tuple(ptspec.wraps)
 
         def alternatives(pred: Callable[[SolverSpec], bool]) -> tuple[str, ...]:
             return tuple(s.name for s in self.solvers() if s.name != spec.name and pred(s))
 
-        if ptype is not None and ptype not in spec.problem_types:
+        def solves(s: SolverSpec) -> bool:  # the problem type, or one its adapter wraps
+            return ptype in s.problem_types or any(w in s.problem_types for w in wraps)
+
+        if ptype is not None and not solves(spec):
             return Compatibility(
                 False,
                 f"solver {spec.name!r} integrates {', '.join(spec.problem_types)} problems, "
                 f"not {ptype} problems.",
-                alternatives(lambda s: ptype in s.problem_types),
+                alternatives(solves),
             )
         if spec.components:
             names = {s.name for s in self.solvers()}
@@ -440,16 +445,14 @@ class Registry:
                     False,
                     f"solver {spec.name!r} runs the solvers {list(spec.components)}, and this "
                     f"registry lacks {absent} (register the plugin that provides them).",
-                    alternatives(
-                        lambda s: not s.components and (ptype is None or ptype in s.problem_types)
-                    ),
+                    alternatives(lambda s: not s.components and (ptype is None or solves(s))),
                 )
         for req in () if adapter is None else adapter.requirements(problem):
             if not req.met_by(spec):
                 return Compatibility(
                     False,
                     f"solver {spec.name!r} does not support {req.what}.",
-                    alternatives(lambda s, r=req: r.met_by(s) and ptype in s.problem_types),
+                    alternatives(lambda s, r=req: r.met_by(s) and solves(s)),
                 )
         if backend is not None:
             bspec = self.backend(backend)

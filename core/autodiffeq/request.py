@@ -552,6 +552,10 @@ class PreparedSolve:
             first step (a delay equation's right-hand side reads its past there).
         stop_consumers: callables given the live stop schedule before the first step (a delay
             equation adds the discontinuities it propagates).
+        wrap_stepper: ``wrap_stepper(stepper) -> stepper``, applied to the solver's stepper
+            (a delay equation's method of steps wraps the ODE stepper); ``None``: as it is.
+        observers: step observers the problem type adds (a delay equation locates the
+            discontinuities of its state-dependent lags after each step).
     """
 
     rhs: Any
@@ -561,3 +565,5 @@ class PreparedSolve:
     stepper_options: dict[str, Any] = field(default_factory=dict)
     history_consumers: tuple[Any, ...] = ()
     stop_consumers: tuple[Any, ...] = ()
+    wrap_stepper: Any = None
+    observers: tuple[Any, ...] = ()

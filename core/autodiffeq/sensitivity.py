@@ -173,6 +173,7 @@ class GradientRequest:
         for models carrying their own derivatives, or when ``f`` cannot be recorded. With a
         ``tape``, the evaluations' reverse sweeps are kept there."""
         if ("autograd" not in getattr(self.backend, "capabilities", ())
+                or getattr(prob, "problem_type", "ODE") != "ODE"
                 or prob.f is not self.prob.f or callable(getattr(prob.f, "vjp", None))):
             return prob  # (augmented systems of the methods are not the user's f)
         if tape is not None:
@@ -385,10 +386,15 @@ def choose_sensitivity(
     usable = [s for s in reg.sensitivities()
               if reg.compatible(solver, backend.name, s, prob, features=features)]
     if not usable:
+        # why each one cannot: the first reason says what is missing (often the problem type)
+        reasons = [reg.compatible(solver, backend.name, s, prob, features=features).reason
+                   for s in reg.sensitivities()]
+        ptype = getattr(prob, "problem_type", "ODE")
         raise UnsupportedCombination(
-            f"no registered sensitivity method can differentiate solver {solver.name!r} on "
-            f"backend {backend.name!r}",
-            tuple(s.name for s in reg.sensitivities()),
+            f"no registered sensitivity method can differentiate this {ptype} problem with "
+            f"solver {solver.name!r} on backend {backend.name!r}"
+            + (f" (e.g. {reasons[0]})" if reasons else ""),
+            (),
         )
     preferred = [s for s in usable if s.mode == mode] or usable
     spec = max(preferred, key=lambda s: s.default_priority)
@@ -710,7 +716,7 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any],
     save_times = check_saveat(saveat, t0, t1, 1.0 if t1 > t0 else -1.0)
     options = {k: v for k, v in options.items() if k in SOLVE_OPTIONS}
     alg_options = dict(alg_options)
-    if primal.mass_matrix is not None:
+    if getattr(primal, "mass_matrix", None) is not None:
         from .dae import require_consistent
 
         require_consistent(primal, be, options.get("rtol", 1e-3), options.get("atol", 1e-6))

@@ -284,6 +284,9 @@ class ProblemTypeSpec:
             initial state and first derivative for the driver: see
             :mod:`autodiffeq.ode_adapter` for the ODE one).
         description: prose.
+        wraps: problem types whose solvers also solve this one through the adapter (a
+            delay equation's method of steps runs any ODE solver with dense output:
+            ``("ODE",)``); the adapter's ``requirements`` say what it needs of them.
         plugin, distribution, version: filled in by the registry (provenance).
     """
 
@@ -291,6 +294,7 @@ class ProblemTypeSpec:
     problem_class: type
     adapter: Any
     description: str = ""
+    wraps: tuple[str, ...] = ()
     plugin: str = ""
     distribution: str = ""
     version: str = ""

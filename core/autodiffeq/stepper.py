@@ -209,6 +209,18 @@ class Stepper:
             ("ForwardSensitivity", "InterpolatingAdjoint", "QuadratureAdjoint"),
         )
 
+    def functional_step_dense(self, f: Callable[..., Any], u: Any, p: Any, t: float,
+                              dt: float) -> tuple[Any, Any]:
+        """``(u_new, data)``: :meth:`functional_step` and the step's interpolation data as
+        :meth:`interpolate` takes it (``data`` of :meth:`dense_data` completed by
+        :meth:`complete_dense_data`), traceable by autograd. Replaying a delay equation needs
+        it: later steps read this one's dense output. Optional."""
+        raise UnsupportedCombination(
+            f"{type(self).__name__} has no traceable dense output, so delay equations solved "
+            "with it cannot be replayed (ReverseMode, ForwardMode); use ForwardSensitivity",
+            ("ForwardSensitivity",),
+        )
+
     #: whether :meth:`step_vjp` can take the step's :meth:`dense_data` as ``stages`` (the
     #: stage derivatives of the forward step) instead of recomputing them
     step_vjp_uses_dense_data: bool = False

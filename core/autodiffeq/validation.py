@@ -221,6 +221,21 @@ def check_callable(f: Any, name: str) -> None:
         raise InvalidType(f"{name} must be callable, got {type(f).__name__}: {f!r}")
 
 
+def check_lags(lags: Any, name: str = "constant_lags") -> tuple[float, ...]:
+    """Constant delays: finite positive real numbers (a number or a sequence of them)."""
+    if isinstance(lags, (str, bytes)) or lags is None:
+        raise InvalidType(f"{name} must be a sequence of positive numbers, got {lags!r}")
+    items = list(lags) if isinstance(lags, (list, tuple, np.ndarray)) else [lags]
+    out = []
+    for i, tau in enumerate(items):
+        if is_traced(tau):
+            raise UnsupportedCombination(
+                f"{name}[{i}] is traced by autograd: derivatives with respect to a constant "
+                "lag are not supported (differentiate with respect to p)", ())
+        out.append(check_positive_number(tau, f"{name}[{i}]"))
+    return tuple(out)
+
+
 def check_positive_number(value: Any, name: str, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.generic)):
         raise InvalidType(f"{name} must be a real number, got {value!r}")

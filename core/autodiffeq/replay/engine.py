@@ -121,6 +121,9 @@ class ReplayedFunction:
         if len(self.variants) >= self.max_variants:
             self._disable(f"f took more than {self.max_variants} different paths (Python "
                           "control flow on traced values); autograd is used on every call")
+        no_replay = getattr(self.f, "__autodiffeq_no_replay__", None)
+        if no_replay:  # f reads state outside its arguments (declared by its maker)
+            self._disable(f"f cannot be recorded: {no_replay}")
         self.n_traces += 1
         host = self._host_inputs(inputs)
         try:

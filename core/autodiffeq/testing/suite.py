@@ -23,8 +23,12 @@ from ..registry import Registry
 from ..registry import registry as default_registry
 from ..specs import SensitivitySpec, SolverSpec
 from . import checks
+from . import dde as dde_checks
 from . import gradients as gradient_checks
 from .problems import CONVERGENCE_PROBLEMS
+
+#: solvers whose delay-equation checks also run on test-only backends in the fast run
+DDE_FAST_SOLVERS = ("Tsit5", "Rodas5P")
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,14 @@ def conformance_cases(
             if bspec.testing_only:
                 add("no_host_leak", spec, b, "",
                     lambda s=spec, b=b: checks.check_no_host_leak(s, b, reg))
+            if dde_checks.dde_compatible(reg, spec, b):
+                # delay equations through the method of steps; on test-only backends (they
+                # prove the absence of host leaks) the exhaustive matrix runs all but two
+                for check, fn in dde_checks.DDE_CHECKS.items():
+                    cases.append(Case(
+                        check, spec.name, b, "", lambda f=fn, s=spec, b=b: f(s, b, reg),
+                        _expected(spec, extra, check, ""),
+                        slow=bspec.testing_only and spec.name not in DDE_FAST_SOLVERS))
     if gradients:
         cases += _gradient_cases(
             reg, [s for s in ode_solvers if wanted is None or s.name in wanted],

@@ -25,6 +25,7 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
             mode="reverse",
             solver_families=FAMILIES,
             autograd_families=FAMILIES,  # traces every step: backends with "autograd" only
+            problem_types=("ODE", "DDE"),
             description="autograd's tape through every step of the solve (traceable f)",
             reference="Rackauckas & Innes 2019 (DiffEqFlux.jl), reverse mode through solvers",
         )
@@ -37,6 +38,7 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
             solver_families=FAMILIES,
             autograd_families=FAMILIES,  # traces every step: backends with "autograd" only
             default_priority=5,
+            problem_types=("ODE", "DDE"),
             description="autograd's forward mode through every step of the solve (traceable f)",
             reference="Rackauckas & Innes 2019 (DiffEqFlux.jl), forward mode",
         )

@@ -60,6 +60,10 @@ def _replay(request: GradientRequest, record: ForwardRecord) -> Any:
     the traceable step map (autograd.numpy operations only)."""
     import autograd.numpy as anp
 
+    if getattr(request.prob, "problem_type", "ODE") == "DDE":
+        from .dde_replay import replay_delay_equation
+
+        return replay_delay_equation(request, record)
     stepper = request.make_stepper()
     derivs = request.derivatives()
     require_traceable(derivs, "ReverseMode and ForwardMode replay the solve")

@@ -262,6 +262,30 @@ class ExplicitRKStepper(Stepper):
         b = np.asarray(tab.b, dtype=np.float64)[:s]
         return u + dt * anp.dot(b, anp.stack(ks))
 
+    def functional_step_dense(self, f: Any, u: Any, p: Any, t: float, dt: float
+                              ) -> tuple[Any, Any]:
+        """:meth:`functional_step` that also returns the step's interpolation data (every
+        interpolation stage: the method's stages, ``k_end`` for a method that is not FSAL,
+        Verner's extra stages) as :meth:`interpolate` takes it, traceable."""
+        import autograd.numpy as anp
+
+        tab = self.tableau
+        A = np.asarray(tab.A, dtype=np.float64)
+        ks: list[Any] = []
+        for i in range(tab.stages):
+            y = u if i == 0 else u + dt * anp.dot(A[i, :i], anp.stack(ks))
+            ks.append(f(y, p, t + self.c[i] * dt))
+        u_new = u + dt * anp.dot(np.asarray(tab.b, dtype=np.float64), anp.stack(ks))
+        if not tab.fsal:
+            ks.append(f(u_new, p, t + dt))
+        if tab.extra is not None:
+            extra_A = np.asarray(tab.extra.A, dtype=np.float64)
+            for j, cj in enumerate(self._extra_c):
+                width = self.n_interp + j
+                y = u + dt * anp.dot(extra_A[j, :width], anp.stack(ks[:width]))
+                ks.append(f(y, p, t + cj * dt))
+        return u_new, anp.stack(ks)
+
     step_vjp_uses_dense_data = True  # dense data are the stage derivatives k_1..k_s
     step_vjp_defers_p = True  # a None parameter part leaves lam_p None
 

@@ -453,6 +453,10 @@ class ForwardSensitivity(SensitivityMethod):
         self.error_control = error_control
 
     def forward(self, request: GradientRequest) -> ForwardRecord:
+        if getattr(request.prob, "problem_type", "ODE") == "DDE":
+            from .dde import forward as dde_forward
+
+            return dde_forward(request, self.error_control, _save_index)
         aug = AugmentedSystem(request, self.autojacvec)
         s0t, s_init = aug.initial_sensitivity()
         user = request.solve_options.get("error_components")

@@ -1,0 +1,189 @@
+"""``h(p, s)`` as a delay equation's ``f`` sees it: the given history before ``t0``, the solve's
+own dense output after it.
+
+A lookup at ``s`` is answered from
+
+- the user's history ``h(p, s)`` for ``s <= t0``;
+- the accepted steps (the driver's live :class:`~autodiffeq.history.DenseHistory`): the step
+  holding ``s`` is found by bisection on the step times (``O(log N)``, no scan of the step
+  list) and evaluated with the continuous extension of the solver that made it;
+- inside the step being attempted (a step longer than a lag): that step's own interpolant
+  from the previous fixed-point iterate, or, on the first iterate, the last accepted step's
+  interpolant continued past its end (constant on the very first step). The lookup notes that
+  it happened, so the method of steps iterates (:mod:`.stepper`).
+
+Asking for ``s`` later than the time of the evaluation in progress (the future) raises
+:class:`~autodiffeq.InvalidArgument`: a delay equation cannot see ahead, and extrapolating
+silently would hide a wrong lag.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+import numpy as np
+
+from autodiffeq.errors import InvalidArgument, InvalidType, ShapeMismatch
+from autodiffeq.validation import is_traced
+
+_EPS = float(np.finfo(np.float64).eps)
+
+
+class HistoryLookup:
+    """The callable ``h(p, s)`` handed to ``f`` (see the module docstring).
+
+    Attributes:
+        t_now: the time of the evaluation of ``f`` in progress (lookups after it are the
+            future).
+        inside_step: set when a lookup fell inside the step being attempted.
+    """
+
+    def __init__(self, user_h: Any, t0: float, shape: tuple[int, ...], backend: Any,
+                 dtype: Any) -> None:
+        self.user_h = user_h
+        self.t0 = float(t0)
+        self.shape = tuple(shape)
+        self.n = int(np.prod(self.shape, dtype=np.int64))
+        self.backend = backend
+        self.xp = backend.xp
+        self.dtype = dtype
+        self.history: Any = None
+        self.t_now = self.t0
+        self.inside_step = False
+        #: a step is being attempted, ending at ``step_end``
+        self.in_step = False
+        self.step_end = self.t0
+        self._trial: tuple[float, float, Any, Any, Any, Any] | None = None
+        #: the step accepted last, until the driver adds it to the history: ``(t, dt, u,
+        #: u_new, solver, data)`` with ``data`` a callable made once
+        self._latest: list[Any] | None = None
+        self._checked = False
+        self._slack = 64 * _EPS
+
+    # ------------------------------------------------------------------ wiring
+    def attach(self, history: Any) -> None:
+        """The driver's live dense history (a ``history_consumer``)."""
+        self.history = history
+
+    def begin_step(self) -> None:
+        """A new step attempt: no trial interpolant yet."""
+        self._trial = None
+        self.inside_step = False
+
+    def set_trial(self, t: float, dt: float, u: Any, u_new: Any, data: Any,
+                  solver: Any) -> None:
+        """The attempted step's own interpolant (the previous fixed-point iterate)."""
+        self._trial = (float(t), float(dt), u, u_new, data, solver)
+
+    def set_latest(self, t: float, dt: float, u: Any, u_new: Any, solver: Any,
+                   data: Any) -> None:
+        """The step just accepted (``data()`` gives its interpolation data), readable until
+        the driver has added it to the history (a stiffness check or a step observer may
+        look into it first)."""
+        self._latest = [float(t), float(dt), u, u_new, solver, data]
+
+    # ------------------------------------------------------------------ lookup
+    def __call__(self, p: Any, s: Any) -> Any:
+        if is_traced(s):
+            raise InvalidType("h(p, s): s is traced by autograd; lookups at times that depend "
+                              "on the parameters are not differentiated (write the lag as a "
+                              "constant_lags entry or make it independent of p)")
+        s = float(s)
+        t_now = self.t_now
+        if s > t_now + self._slack * max(1.0, abs(t_now)):
+            raise InvalidArgument(
+                f"h(p, s) was asked for the future: s={s!r} is after the current time "
+                f"t={t_now!r}; a delay equation's f may only look back (s = t - tau with "
+                "tau >= 0)")
+        if s <= self.t0:
+            return self._user_history(p, s)
+        hist = self.history
+        if hist is not None and len(hist.data) and s <= hist.ts[-1]:
+            return self._accepted(s)
+        if self.in_step:
+            if s > self.step_end + self._slack * max(1.0, abs(self.step_end)):
+                raise InvalidArgument(
+                    f"h(p, s) was asked for s={s!r}, after the end {self.step_end!r} of the "
+                    "step being taken")
+            return self._inside_step(s)
+        latest = self._latest
+        if latest is not None and s <= latest[0] + latest[1]:
+            t, dt, u, u_new, solver, data = latest
+            if callable(data):
+                data = latest[5] = data()
+            return self._shaped(self._evaluate(solver, t, dt, u, u_new, data, s))
+        raise InvalidArgument(
+            f"h(p, s) was asked for s={s!r}, after the solution computed so far"
+            + (f" (up to t={hist.ts[-1]!r})" if hist is not None else ""))
+
+    def _user_history(self, p: Any, s: float) -> Any:
+        try:
+            out = self.user_h(p, s)
+        except Exception as exc:
+            exc.add_note(f"autodiffeq: raised by the history h(p, s) at s={s!r}")
+            raise
+        if not self._checked:
+            self._check(out, s)
+        be = self.backend
+        if be.is_native(out) and out.dtype == self.dtype and tuple(out.shape) == self.shape:
+            return out
+        return self.xp.reshape(be.asarray(np.asarray(out, dtype=np.float64) if not
+                                          be.is_native(out) else out, dtype=self.dtype),
+                               self.shape)
+
+    def _check(self, out: Any, s: float) -> None:
+        if out is None:
+            raise InvalidType(f"the history h(p, s) returned None at s={s!r}; it must return "
+                              "the state (an array of u0's shape)")
+        shape = tuple(getattr(out, "shape", np.shape(out)))
+        if shape != self.shape:
+            raise ShapeMismatch(f"the history h(p, s) returned shape {shape} at s={s!r}; the "
+                                f"state u0 has shape {self.shape}")
+        dtype = getattr(out, "dtype", None)
+        kind = np.dtype(dtype).kind if isinstance(dtype, np.dtype) else None
+        if kind is not None and kind not in "fiub":
+            raise InvalidType(f"the history h(p, s) returned dtype {dtype} at s={s!r}; it "
+                              "must return real numbers")
+        self._checked = True
+
+    def _shaped(self, flat: Any) -> Any:
+        return flat if len(self.shape) == 1 else self.xp.reshape(flat, self.shape)
+
+    def _accepted(self, s: float) -> Any:
+        hist = self.history
+        ts = hist.ts
+        i = min(max(bisect.bisect_right(ts, s) - 1, 0), len(hist.data) - 1)
+        while i > 0 and ts[i + 1] == ts[i]:  # a zero-length (jump) step: the one before
+            i -= 1
+        data = hist._step_data(i)
+        return self._shaped(self._evaluate(hist.solver_of(i), ts[i], ts[i + 1] - ts[i],
+                                           hist.us[i], hist.us[i + 1], data, s))
+
+    def _inside_step(self, s: float) -> Any:
+        self.inside_step = True
+        trial = self._trial
+        if trial is not None:
+            t, dt, u, u_new, data, solver = trial
+            return self._shaped(self._evaluate(solver, t, dt, u, u_new, data, s))
+        hist = self.history
+        if hist is None or not len(hist.data):  # the first step: the state at t0
+            return self._shaped(hist.us[-1] if hist is not None else self._first_state())
+        # the last accepted step's interpolant, continued past its end
+        i = len(hist.data) - 1
+        t_i, t_j = hist.ts[i], hist.ts[i + 1]
+        if t_j == t_i:  # it ended on a jump: constant from the state after it
+            return self._shaped(hist.us[-1])
+        return self._shaped(self._evaluate(hist.solver_of(i), t_i, t_j - t_i, hist.us[i],
+                                           hist.us[i + 1], hist._step_data(i), s))
+
+    def _first_state(self) -> Any:
+        raise InvalidArgument("h(p, s): the solve has not started (no state after t0 yet)")
+
+    def _evaluate(self, solver: Any, t: float, dt: float, u: Any, u_new: Any, data: Any,
+                  s: float) -> Any:
+        xp = self.xp
+        theta = xp.asarray([(s - t) / dt], dtype=self.dtype)
+        h = xp.asarray([dt], dtype=self.dtype)
+        stacked = None if data is None else data[None, ...]
+        return solver.interpolate(theta, h, u[None, :], u_new[None, :], stacked)[0, ...]

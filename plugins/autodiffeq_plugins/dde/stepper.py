@@ -1,0 +1,129 @@
+"""The method of steps around any ODE stepper with dense output.
+
+A step of ``u' = f(u, h, p, t)`` is a step of the ODE ``u' = f(u, H, p, t)`` whose history
+``H`` is known: the given history and the accepted steps (:mod:`.history`). While every lag
+is at least the step, that is all there is to it. A step longer than a lag looks up points
+inside itself; it is then solved by fixed-point iteration on its own interpolant (Bellen &
+Zennaro, *Numerical Methods for Delay Differential Equations*, 2003, sec. 3.5; DelayDiffEq.jl's
+``MethodOfSteps``): the first attempt reads those points from the last accepted step's
+interpolant continued past its end, each further attempt from the interpolant of the
+previous one, until two successive end states agree to ``fixedpoint_tol`` in the solve's
+error norm. A step that does not converge in ``max_fixedpoint_iters`` attempts is rejected
+(an infinite error estimate): the driver retries it smaller, so a solve is never inaccurate
+silently.
+
+:class:`MethodOfSteps` is itself a stepper: everything but ``step`` (``init``, ``accept``,
+``dense_data``, ``interpolate``, the components of a composite, counters) is the wrapped
+stepper's.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .history import HistoryLookup
+
+#: attempts of a step longer than a lag before it is rejected
+MAX_FIXEDPOINT_ITERS = 10
+#: two successive end states must agree to this, in units of the solve's error norm
+FIXEDPOINT_TOL = 1e-2
+
+
+class MethodOfSteps:
+    """``stepper`` made a delay-equation stepper (module docstring)."""
+
+    def __init__(self, stepper: Any, lookup: HistoryLookup, rtol: Any, atol: Any,
+                 max_iters: int = MAX_FIXEDPOINT_ITERS, tol: float = FIXEDPOINT_TOL) -> None:
+        self.__dict__["inner"] = stepper
+        self.lookup = lookup
+        self.rtol = rtol
+        self.atol = atol
+        self.max_iters = max_iters
+        self.tol = tol
+        #: steps that needed the fixed-point iteration, and the attempts they took in all
+        self.fixedpoint_steps = 0
+        self.fixedpoint_iters = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["inner"], name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("lookup", "rtol", "atol", "max_iters", "tol", "fixedpoint_steps",
+                    "fixedpoint_iters", "_attempt", "tracker"):
+            self.__dict__[name] = value
+        else:  # the driver and the pipeline set the wrapped stepper's attributes (rng, ...)
+            setattr(self.__dict__["inner"], name, value)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        stats = dict(self.inner.stats)
+        stats["fixedpoint_steps"] = self.fixedpoint_steps
+        stats["fixedpoint_iters"] = self.fixedpoint_iters
+        tracker = self.__dict__.get("tracker")
+        if tracker is not None:
+            stats["discontinuities_located"] = len(tracker.points) - 1
+        return stats
+
+    def _solver(self) -> Any:
+        inner = self.inner
+        if getattr(inner, "components", ()) and inner.last_component is not None:
+            return inner.components[inner.last_component]
+        return inner
+
+    def _change(self, u_new: Any, u_prev: Any, u: Any) -> float:
+        """The weighted RMS norm of ``u_new - u_prev`` (the driver's error norm's scale)."""
+        xp = self.inner.xp
+        scale = self.atol + self.rtol * xp.maximum(xp.abs(u), xp.abs(u_new))
+        ratio = (u_new - u_prev) / scale
+        return float(xp.sqrt(xp.mean(ratio * ratio)))
+
+    def accept(self, t_new: float, u_new: Any) -> None:
+        t, dt, u = self._attempt
+        solver = self._solver()
+        inner = self.inner
+
+        def data() -> Any:
+            got = inner.dense_data()
+            return None if got is None else solver.complete_dense_data(t, dt, u, got)
+
+        self.lookup.set_latest(t, dt, u, u_new, solver, data)
+        inner.accept(t_new, u_new)
+
+    def step(self, t: float, u: Any, dt: float) -> tuple[Any, Any]:
+        lookup = self.lookup
+        self._attempt = (t, dt, u)
+        lookup.in_step = True
+        lookup.step_end = t + dt
+        try:
+            return self._step(t, u, dt)
+        finally:
+            lookup.in_step = False
+
+    def _step(self, t: float, u: Any, dt: float) -> tuple[Any, Any]:
+        inner, lookup = self.inner, self.lookup
+        lookup.begin_step()
+        u_new, err = inner.step(t, u, dt)
+        if not lookup.inside_step:
+            return u_new, err
+        self.fixedpoint_steps += 1
+        for _ in range(self.max_iters):
+            self.fixedpoint_iters += 1
+            data = inner.dense_data()
+            solver = self._solver()
+            if data is not None:
+                data = solver.complete_dense_data(t, dt, u, data)
+            lookup.set_trial(t, dt, u, u_new, data, solver)
+            u_prev = u_new
+            u_new, err = inner.step(t, u, dt)
+            change = self._change(u_new, u_prev, u)
+            if change <= self.tol:
+                lookup.begin_step()
+                return u_new, err
+            if not math.isfinite(change):
+                break
+        lookup.begin_step()
+        xp = inner.xp
+        # not converged: an infinite error estimate rejects the step (the driver retries it
+        # with a smaller dt; a fixed-step solve keeps the last iterate)
+        return u_new, xp.full_like(u_new, math.inf) if err is not None else err
