@@ -53,6 +53,7 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
             default_priority=10,
             autograd_families=("rosenbrock",),
             events=True,
+            problem_types=("ODE", "DDE"),
             description="exact gradient of the discrete solution by transposed steps "
             "(tableau-derived for explicit RK; per-step autograd VJPs of the exact-Jacobian "
             "step for Rosenbrock), checkpointed, no global tape",

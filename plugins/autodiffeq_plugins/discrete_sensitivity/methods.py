@@ -60,7 +60,7 @@ def _replay(request: GradientRequest, record: ForwardRecord) -> Any:
     the traceable step map (autograd.numpy operations only)."""
     import autograd.numpy as anp
 
-    if getattr(request.prob, "problem_type", "ODE") == "DDE":
+    if _delay_equation(request):
         from .dde_replay import replay_delay_equation
 
         return replay_delay_equation(request, record)
@@ -85,6 +85,10 @@ def _replay(request: GradientRequest, record: ForwardRecord) -> Any:
         return anp.stack([saved[int(i)] for i in order])
 
     return replay
+
+
+def _delay_equation(request: GradientRequest) -> bool:
+    return getattr(request.prob, "problem_type", "ODE") == "DDE"
 
 
 def _inputs(request: GradientRequest) -> tuple[np.ndarray, np.ndarray]:
@@ -362,6 +366,10 @@ class DiscreteAdjoint(SensitivityMethod):
         self.autojacvec = autojacvec
 
     def forward(self, request: GradientRequest) -> ForwardRecord:
+        if _delay_equation(request):
+            from .dde_replay import discrete_forward
+
+            return discrete_forward(request, _replayable_forward(request))
         reuse = request.scratch_stepper().step_vjp_uses_dense_data and self.checkpoint_every in (
             "auto", 1
         )
@@ -407,6 +415,14 @@ class DiscreteAdjoint(SensitivityMethod):
         """The transposed steps (module doc); at an event, the transposed jump (the adjoint
         of the saltation update, :func:`transposed_jump`) with the cotangents ``events =
         (g_t, g_u)`` of the event times and states, in the order the events happened."""
+        if _delay_equation(request):
+            if events is not None:
+                raise UnsupportedCombination(
+                    "DiscreteAdjoint does not differentiate delay equations with callbacks",
+                    ("ForwardSensitivity",))
+            from .dde_replay import discrete_vjp
+
+            return discrete_vjp(request, record, g)
         be = request.backend
         xp = be.xp
         want_p = request.wrt_p and request.n_p > 0
