@@ -252,6 +252,24 @@ class Stepper:
         """
         return None
 
+    def interpolant(self, t: float, dt: float, u0: Any, u1: Any, data: Any
+                    ) -> Callable[[float], Any]:
+        """``s -> u(s)`` on one step (from ``t``, of size ``dt``), for many single-point
+        lookups into the same step (a delay equation's history): the values of
+        :meth:`interpolate` (to rounding). Steppers may precompute per step; the default
+        calls :meth:`interpolate` at one point."""
+        xp = self.xp
+        dtype = u0.dtype
+        stacked = None if data is None else data[None, ...]
+        h = xp.asarray([dt], dtype=dtype)
+        u0_row, u1_row = u0[None, :], u1[None, :]
+
+        def at(s: float) -> Any:
+            theta = xp.asarray([(s - t) / dt], dtype=dtype)
+            return self.interpolate(theta, h, u0_row, u1_row, stacked)[0, ...]
+
+        return at
+
     def interpolate(self, theta: Any, dt: Any, u0: Any, u1: Any, data: Any) -> Any:
         """Dense output of ``m`` steps at once.
 

@@ -107,7 +107,8 @@ class DependentLagTracker:
                 data = solver.complete_dense_data(t, t_new - t, u, data)
         finally:
             lookup.t_now = saved
-        return lambda s: lookup._evaluate(solver, t, t_new - t, u, u_new, data, s)
+        at = solver.interpolant(t, t_new - t, u, u_new, data)
+        return lambda s: lookup.xp.reshape(at(s), (-1,))
 
     def _locate(self, j: int, xi: float, lo: float, hi: float, g_lo: float,
                 step: Any) -> float:

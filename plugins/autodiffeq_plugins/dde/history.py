@@ -58,6 +58,7 @@ class HistoryLookup:
         #: the step accepted last, until the driver adds it to the history: ``(t, dt, u,
         #: u_new, solver, data)`` with ``data`` a callable made once
         self._latest: list[Any] | None = None
+        self._interpolants: dict[int, Any] = {}
         self._checked = False
         self._slack = 64 * _EPS
 
@@ -74,24 +75,26 @@ class HistoryLookup:
     def set_trial(self, t: float, dt: float, u: Any, u_new: Any, data: Any,
                   solver: Any) -> None:
         """The attempted step's own interpolant (the previous fixed-point iterate)."""
-        self._trial = (float(t), float(dt), u, u_new, data, solver)
+        self._trial = solver.interpolant(float(t), float(dt), u, u_new, data)
 
     def set_latest(self, t: float, dt: float, u: Any, u_new: Any, solver: Any,
                    data: Any) -> None:
         """The step just accepted (``data()`` gives its interpolation data), readable until
         the driver has added it to the history (a stiffness check or a step observer may
         look into it first)."""
-        self._latest = [float(t), float(dt), u, u_new, solver, data]
+        self._latest = [float(t), float(dt), u, u_new, solver, None, data]
 
     # ------------------------------------------------------------------ lookup
     def __call__(self, p: Any, s: Any) -> Any:
-        if is_traced(s):
-            raise InvalidType("h(p, s): s is traced by autograd; lookups at times that depend "
-                              "on the parameters are not differentiated (write the lag as a "
-                              "constant_lags entry or make it independent of p)")
-        s = float(s)
+        if type(s) is not float:
+            if is_traced(s):
+                raise InvalidType(
+                    "h(p, s): s is traced by autograd; lookups at times that depend on the "
+                    "parameters are not differentiated (write the lag as a constant_lags "
+                    "entry or make it independent of p)")
+            s = float(s)
         t_now = self.t_now
-        if s > t_now + self._slack * max(1.0, abs(t_now)):
+        if s > t_now + self._slack * (abs(t_now) if abs(t_now) > 1.0 else 1.0):
             raise InvalidArgument(
                 f"h(p, s) was asked for the future: s={s!r} is after the current time "
                 f"t={t_now!r}; a delay equation's f may only look back (s = t - tau with "
@@ -109,10 +112,11 @@ class HistoryLookup:
             return self._inside_step(s)
         latest = self._latest
         if latest is not None and s <= latest[0] + latest[1]:
-            t, dt, u, u_new, solver, data = latest
-            if callable(data):
-                data = latest[5] = data()
-            return self._shaped(self._evaluate(solver, t, dt, u, u_new, data, s))
+            at = latest[5]
+            if at is None:
+                t, dt, u, u_new, solver, data = latest[:5] + [latest[6]]
+                at = latest[5] = solver.interpolant(t, dt, u, u_new, data())
+            return self._shaped(at(s))
         raise InvalidArgument(
             f"h(p, s) was asked for s={s!r}, after the solution computed so far"
             + (f" (up to t={hist.ts[-1]!r})" if hist is not None else ""))
@@ -150,40 +154,37 @@ class HistoryLookup:
     def _shaped(self, flat: Any) -> Any:
         return flat if len(self.shape) == 1 else self.xp.reshape(flat, self.shape)
 
+    def _step_interpolant(self, i: int) -> Any:
+        """Step ``i``'s ``s -> u(s)`` (:meth:`Stepper.interpolant`), made once per step."""
+        at = self._interpolants.get(i)
+        if at is None:
+            hist = self.history
+            ts = hist.ts
+            at = self._interpolants[i] = hist.solver_of(i).interpolant(
+                ts[i], ts[i + 1] - ts[i], hist.us[i], hist.us[i + 1], hist._step_data(i))
+        return at
+
     def _accepted(self, s: float) -> Any:
         hist = self.history
         ts = hist.ts
         i = min(max(bisect.bisect_right(ts, s) - 1, 0), len(hist.data) - 1)
         while i > 0 and ts[i + 1] == ts[i]:  # a zero-length (jump) step: the one before
             i -= 1
-        data = hist._step_data(i)
-        return self._shaped(self._evaluate(hist.solver_of(i), ts[i], ts[i + 1] - ts[i],
-                                           hist.us[i], hist.us[i + 1], data, s))
+        return self._shaped(self._step_interpolant(i)(s))
 
     def _inside_step(self, s: float) -> Any:
         self.inside_step = True
         trial = self._trial
         if trial is not None:
-            t, dt, u, u_new, data, solver = trial
-            return self._shaped(self._evaluate(solver, t, dt, u, u_new, data, s))
+            return self._shaped(trial(s))
         hist = self.history
         if hist is None or not len(hist.data):  # the first step: the state at t0
             return self._shaped(hist.us[-1] if hist is not None else self._first_state())
         # the last accepted step's interpolant, continued past its end
         i = len(hist.data) - 1
-        t_i, t_j = hist.ts[i], hist.ts[i + 1]
-        if t_j == t_i:  # it ended on a jump: constant from the state after it
+        if hist.ts[i + 1] == hist.ts[i]:  # it ended on a jump: constant from the state after
             return self._shaped(hist.us[-1])
-        return self._shaped(self._evaluate(hist.solver_of(i), t_i, t_j - t_i, hist.us[i],
-                                           hist.us[i + 1], hist._step_data(i), s))
+        return self._shaped(self._step_interpolant(i)(s))
 
     def _first_state(self) -> Any:
         raise InvalidArgument("h(p, s): the solve has not started (no state after t0 yet)")
-
-    def _evaluate(self, solver: Any, t: float, dt: float, u: Any, u_new: Any, data: Any,
-                  s: float) -> Any:
-        xp = self.xp
-        theta = xp.asarray([(s - t) / dt], dtype=self.dtype)
-        h = xp.asarray([dt], dtype=self.dtype)
-        stacked = None if data is None else data[None, ...]
-        return solver.interpolate(theta, h, u[None, :], u_new[None, :], stacked)[0, ...]

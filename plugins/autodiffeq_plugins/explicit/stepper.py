@@ -379,6 +379,19 @@ class ExplicitRKStepper(Stepper):
         self.nf += n_extra
         return full
 
+    def interpolant(self, t: float, dt: float, u0: Any, u1: Any, data: Any) -> Any:
+        """``s -> u0 + sum_m theta**(m+1) Q_m`` with ``Q = dt P^T K`` formed once per step."""
+        xp = self.xp
+        Q = (xp.matrix_transpose(self._P) @ data) * dt  # (deg, n)
+        deg = Q.shape[0]
+        dtype = u0.dtype
+
+        def at(s: float) -> Any:
+            th = (s - t) / dt
+            return u0 + xp.asarray([th ** k for k in range(1, deg + 1)], dtype=dtype) @ Q
+
+        return at
+
     def interpolate(self, theta: Any, dt: Any, u0: Any, u1: Any, data: Any) -> Any:
         xp = self.xp
         powers = theta[:, None] ** self._powers[None, :]  # (m, deg)

@@ -597,6 +597,20 @@ class RosenbrockStepper(Stepper):
             return None
         return self._dot(self._PT, self._U)
 
+    def interpolant(self, t: float, dt: float, u0: Any, u1: Any, data: Any) -> Any:
+        """``s -> u0 + sum_m theta**(m+1) data_m`` (the data are in the power basis)."""
+        if data is None:
+            return super().interpolant(t, dt, u0, u1, data)
+        xp = self.xp
+        deg = data.shape[0]
+        dtype = u0.dtype
+
+        def at(s: float) -> Any:
+            th = (s - t) / dt
+            return u0 + xp.asarray([th ** k for k in range(1, deg + 1)], dtype=dtype) @ data
+
+        return at
+
     def interpolate(self, theta: Any, dt: Any, u0: Any, u1: Any, data: Any) -> Any:
         if data is None:
             return super().interpolate(theta, dt, u0, u1, data)
