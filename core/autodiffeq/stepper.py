@@ -217,7 +217,8 @@ class Stepper:
         it: later steps read this one's dense output. Optional."""
         raise UnsupportedCombination(
             f"{type(self).__name__} has no traceable dense output, so delay equations solved "
-            "with it cannot be replayed (ReverseMode, ForwardMode); use ForwardSensitivity",
+            "with it cannot be replayed (ReverseMode, ForwardMode, DiscreteAdjoint); use "
+            "ForwardSensitivity",
             ("ForwardSensitivity",),
         )
 
