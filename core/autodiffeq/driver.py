@@ -278,6 +278,11 @@ def integrate(
                 if not accept:
                     nreject += 1
                     dt = dt_next
+                    if stops.added:  # a stop found during the attempt: the retry takes it
+                        stops.added = False
+                        while tdir * (stops.next - t) <= 0.0:
+                            stops.pop()
+                        next_stop = stops.next
                     if abs(dt) < max(dtmin, dt_floor, 4 * _EPS * abs(t)):
                         retcode = "DtLessThanMin" if eest == eest and eest < math.inf \
                             else "Unstable"

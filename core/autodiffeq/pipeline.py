@@ -85,10 +85,11 @@ def run(request: SolveRequest) -> Solution:
 
 def _stiffness_warning(request: SolveRequest) -> Any:
     reg, spec = request.registry, request.solver
-    ptype = request.problem_type.name
+    ptypes = {request.problem_type.name, *getattr(request.problem_type, "wraps", ())}
 
     def on_stiffness(message: str, t: float) -> None:
-        stiff = [s.name for s in reg.solvers() if s.stiff and ptype in s.problem_types]
+        stiff = [s.name for s in reg.solvers()
+                 if s.stiff and ptypes.intersection(s.problem_types)]
         advice = (
             "a stiff solver would be faster and more robust: " + ", ".join(stiff)
             if stiff

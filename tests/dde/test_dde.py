@@ -166,6 +166,46 @@ def test_state_dependent_lag_discontinuity_is_located():
     assert abs(sol(0.9)[0] - 0.1) <= 1e-9
 
 
+def test_state_dependent_discontinuities_become_steps():
+    """u' = -u(t - tau(u)), tau = 1 + u^2 / 2, h = 1: declaring the lag makes the solver step
+    onto each located discontinuity (t - tau(u(t)) = xi for the earlier ones): sol.t holds
+    them, and the solution is more accurate for the same tolerance than without them."""
+    def tau(u, p, t):
+        return 1.0 + 0.5 * u[0] ** 2
+
+    def f(u, h, p, t):
+        return -h(p, t - tau(u, p, t))
+
+    def hist(p, s):
+        return np.ones(1)
+
+    tracked = ade.DDEProblem(f, None, hist, (0.0, 6.0), dependent_lags=[tau])
+    untracked = ade.DDEProblem(f, None, hist, (0.0, 6.0))
+    ref = ade.solve(tracked, "Vern7", rtol=1e-13, atol=1e-15).u[-1, 0]
+    sol = ade.solve(tracked, "Tsit5", rtol=1e-6, atol=1e-8)
+    first = [t for k, t in enumerate(sol.t) if abs(t - tau(sol.u[k], None, t)) <= 1e-7]
+    assert first, "the first discontinuity t - tau(u(t)) = 0 is not a step point"
+    assert sol.stats.extra["discontinuities_located"] >= 2
+    err_tracked = abs(sol.u[-1, 0] - ref)
+    err_untracked = abs(ade.solve(untracked, "Tsit5", rtol=1e-6, atol=1e-8).u[-1, 0] - ref)
+    assert err_tracked <= 1e-6 and err_tracked * 10 < err_untracked, (err_tracked,
+                                                                    err_untracked)
+
+
+def test_a_jump_at_t0_is_read_from_the_right_side():
+    """u0 = 0 but h = 2 (the state jumps at t0): u' = -u(t-1) has the exact solution
+    -2t on [0, 1], -2 + (t-1)^2 on [1, 2], -1 + 2 (t-2) - (t-2)^3 / 3 on [2, 3]: every
+    method of order >= 3 reproduces it to rounding (a stage at the end of a step reads the
+    history before the jump, a stage after it the state after it)."""
+    prob = ade.DDEProblem(lambda u, h, p, t: -h(p, t - 1.0), np.zeros(1),
+                          lambda p, s: 2.0 * np.ones(1), (0.0, 3.0), constant_lags=[1.0])
+    exact = {2.0: -1.0, 3.0: -1.0 + 2.0 - 1.0 / 3.0}
+    for alg in ("Tsit5", "Vern7", "BS3", "Rodas5P", None):
+        sol = ade.solve(prob, alg, rtol=1e-4, atol=1e-6, saveat=[2.0, 3.0])
+        for k, t in enumerate(sol.t):
+            assert abs(sol.u[k, 0] - exact[t]) <= 1e-12, (alg, t, sol.u[k, 0])
+
+
 def test_stiff_delay_equation_with_rodas5p():
     """u' = -1000 (u - cos t) + u(t - 1): Rodas5P is accurate in few steps; an explicit
     method needs stability-bound steps."""

@@ -64,8 +64,7 @@ class DDEAdapter:
         _check_signature(prob.f, (None, None, None, None), "f", "f(u, h, p, t)")
         _check_signature(prob.h, (None, None), "h", "h(p, s)")
         p = parameters_on_backend(prob.p, be)
-        lookup = HistoryLookup(prob.h, t0, shape, be, dtype)
-        lookup(p, t0)  # the history's shape and dtype, checked once
+        lookup = HistoryLookup(prob.h, t0, shape, be, dtype, request.u0)
         user_f = prob.f
 
         def f_ode(u: Any, p_: Any, t: Any) -> Any:
@@ -98,8 +97,14 @@ class DDEAdapter:
             observers = (DependentLagTracker(prob.dependent_lags, prob.constant_lags, p, t0, t1,
                                              levels, shape, lookup, schedule),)
 
+        h0 = lookup._user_history(p, t0)
+        xp = be.xp
+        jump = not bool(xp.all(xp.reshape(h0, (-1,)) == request.u0))
+        restart = {t0 + tau for tau in prob.constant_lags if t0 + tau < t1} if jump else set()
+
         def wrap(stepper: Any) -> MethodOfSteps:
             wrapped = MethodOfSteps(stepper, lookup, request.rtol_b, request.atol_b)
+            wrapped.restart_at = set(restart)
             if observers:
                 wrapped.tracker = observers[0]
             return wrapped

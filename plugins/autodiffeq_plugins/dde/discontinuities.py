@@ -10,10 +10,11 @@ DelayDiffEq.jl tracks them the same way). They are known before the solve and be
 the driver, so ``sol.t`` contains them.
 
 For a state-dependent lag ``tau(u, p, t)`` a discontinuity ``xi`` reappears where
-``t - tau(u(t), p, t) = xi``; those times depend on the solution. After each accepted step,
-:class:`DependentLagTracker` looks for a sign change of ``t - tau(u(t), p, t) - xi`` across the
-step and locates it by bisection on the step's dense output; a found time joins the list
-(carried further by the constant lags as new stops, and by the dependent lags in later
+``t - tau(u(t), p, t) = xi``; those times depend on the solution. For each attempted step,
+:class:`DependentLagTracker` looks for a sign change of ``t - tau(u(t), p, t) - xi`` across it
+and locates the root by bisection on the attempt's dense output; a root strictly inside the
+step becomes a stop and the attempt is rejected, so the retry ends on it. Found times join the
+list (carried further by the constant lags as new stops, and by the dependent lags in later
 steps).
 """
 
@@ -64,26 +65,64 @@ class DependentLagTracker:
         self._stops = stops  # the driver's stop schedule, once it is handed over
         #: the discontinuities known so far, ``(time, level)``
         self.points: list[tuple[float, int]] = [(float(t0), 0)]
+        #: (discontinuity, lag) pairs already carried over (``t - tau(u(t)) = xi`` is taken
+        #: to have one root per pair, as for lags with ``d tau / dt < 1``)
+        self._done: set[tuple[int, int]] = set()
+
+    def add_stop(self, s: float, t_now: float) -> bool:
+        """Make ``s`` a stop of the driver (``False`` when there is no schedule)."""
+        schedule = self._stops[0] if self._stops else None
+        if schedule is None:
+            return False
+        schedule.add(s, t_now)
+        return True
 
     def _g(self, j: int, xi: float, t: float, u: Any) -> float:
         xp = self.lookup.xp
         uu = u if len(self.shape) == 1 else xp.reshape(u, self.shape)
         return t - float(self.lags[j](uu, self.p, t)) - xi
 
+    def crossing(self, t: float, t_new: float, u: Any, u_new: Any, at: Any) -> float | None:
+        """A discontinuity strictly inside the attempted step ``[t, t_new]`` (``at``: its
+        interpolant) not yet known, or ``None``: the method of steps then rejects the attempt
+        and the retry steps onto it (it becomes a stop)."""
+        margin = 1e-9 * max(1.0, abs(t_new)) + 1e-6 * abs(t_new - t)
+        for i, (xi, level) in enumerate(self.points):
+            if level >= self.levels:
+                continue
+            for j in range(len(self.lags)):
+                if (i, j) in self._done:
+                    continue
+                a = self._g(j, xi, t, u)
+                b = self._g(j, xi, t_new, u_new)
+                if a < 0.0 < b or b < 0.0 < a:
+                    s = self._locate(j, xi, t, t_new, a, lambda s: self._flat(at(s)))
+                    if t + margin < s < t_new - margin:
+                        return s
+        return None
+
     def on_step(self, t: float, t_new: float, u: Any, u_new: Any, stepper: Any,
                 component: Any) -> None:
         new: list[tuple[float, int]] = []
         step: Any = None
-        for xi, level in self.points:
+        for i, (xi, level) in enumerate(self.points):
             if level >= self.levels:
                 continue
             for j in range(len(self.lags)):
+                if (i, j) in self._done:
+                    continue
                 a = self._g(j, xi, t, u)
                 b = self._g(j, xi, t_new, u_new)
+                scale = 1e-10 * max(1.0, abs(t_new))
+                if abs(b) <= scale:  # the step ended on it (a stop found by crossing())
+                    self._done.add((i, j))
+                    new.append((t_new, level + 1))
+                    continue
                 if not (a < 0.0 < b or b < 0.0 < a):
                     continue
                 if step is None:
                     step = self._interpolant(t, t_new, u, u_new, stepper)
+                self._done.add((i, j))
                 new.append((self._locate(j, xi, t, t_new, a, step), level + 1))
         for point in new:
             if len(self.points) >= MAX_DISCONTINUITIES:
@@ -95,20 +134,19 @@ class DependentLagTracker:
                                                          self.levels - point[1]):
                     schedule.add(s, t_new)
 
+    def _flat(self, value: Any) -> Any:
+        return value if len(self.shape) == 1 else self.lookup.xp.reshape(value, (-1,))
+
     def _interpolant(self, t: float, t_new: float, u: Any, u_new: Any, stepper: Any) -> Any:
         """``s -> u(s)`` on the step just accepted (its own continuous extension)."""
         lookup = self.lookup
         solver = stepper._solver() if hasattr(stepper, "_solver") else stepper
         data = stepper.dense_data()
-        saved = lookup.t_now
-        lookup.t_now = t_new
-        try:
-            if data is not None:
+        if data is not None:
+            with lookup.within(t, t_new):
                 data = solver.complete_dense_data(t, t_new - t, u, data)
-        finally:
-            lookup.t_now = saved
         at = solver.interpolant(t, t_new - t, u, u_new, data)
-        return lambda s: lookup.xp.reshape(at(s), (-1,))
+        return lambda s: self._flat(at(s))
 
     def _locate(self, j: int, xi: float, lo: float, hi: float, g_lo: float,
                 step: Any) -> float:

@@ -3,7 +3,9 @@ own dense output after it.
 
 A lookup at ``s`` is answered from
 
-- the user's history ``h(p, s)`` for ``s <= t0``;
+- the user's history ``h(p, s)`` for ``s < t0``; at ``t0`` itself, where ``u0 != h(p, t0)``
+  makes the state jump, the side the step being taken sees: ``h(p, t0)`` for a stage at its
+  end, ``u0`` otherwise;
 - the accepted steps (the driver's live :class:`~autodiffeq.history.DenseHistory`): the step
   holding ``s`` is found by bisection on the step times (``O(log N)``, no scan of the step
   list) and evaluated with the continuous extension of the solver that made it;
@@ -20,6 +22,7 @@ silently would hide a wrong lag.
 from __future__ import annotations
 
 import bisect
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -40,8 +43,9 @@ class HistoryLookup:
     """
 
     def __init__(self, user_h: Any, t0: float, shape: tuple[int, ...], backend: Any,
-                 dtype: Any) -> None:
+                 dtype: Any, u0: Any = None) -> None:
         self.user_h = user_h
+        self.u0 = u0
         self.t0 = float(t0)
         self.shape = tuple(shape)
         self.n = int(np.prod(self.shape, dtype=np.int64))
@@ -54,6 +58,10 @@ class HistoryLookup:
         #: a step is being attempted, ending at ``step_end``
         self.in_step = False
         self.step_end = self.t0
+        #: the step the evaluation of ``f`` in progress belongs to (its stages, its
+        #: ``k_end``, its lazily completed interpolation stages): at its end, a jump at t0
+        #: is read from the side before it
+        self.span = (self.t0, self.t0)
         self._trial: tuple[float, float, Any, Any, Any, Any] | None = None
         #: the step accepted last, until the driver adds it to the history: ``(t, dt, u,
         #: u_new, solver, data)`` with ``data`` a callable made once
@@ -99,9 +107,17 @@ class HistoryLookup:
                 f"h(p, s) was asked for the future: s={s!r} is after the current time "
                 f"t={t_now!r}; a delay equation's f may only look back (s = t - tau with "
                 "tau >= 0)")
-        if s <= self.t0:
+        if s < self.t0:
             return self._user_history(p, s)
         hist = self.history
+        if s == self.t0:
+            # where u0 != h(p, t0) the state jumps at t0: a stage at the end of the step
+            # being taken reads the side before it (the step's interior looks at s < t0),
+            # anything else the side after it (u0)
+            a, b = self.span
+            if t_now == b and a != b:
+                return self._user_history(p, s)
+            return self._shaped(self.u0 if hist is None else hist.us[0])
         if hist is not None and len(hist.data) and s <= hist.ts[-1]:
             return self._accepted(s)
         if self.in_step:
@@ -115,7 +131,9 @@ class HistoryLookup:
             at = latest[5]
             if at is None:
                 t, dt, u, u_new, solver, data = latest[:5] + [latest[6]]
-                at = latest[5] = solver.interpolant(t, dt, u, u_new, data())
+                with self.within(t, t + dt):
+                    filled = data()
+                at = latest[5] = solver.interpolant(t, dt, u, u_new, filled)
             return self._shaped(at(s))
         raise InvalidArgument(
             f"h(p, s) was asked for s={s!r}, after the solution computed so far"
@@ -127,8 +145,7 @@ class HistoryLookup:
         except Exception as exc:
             exc.add_note(f"autodiffeq: raised by the history h(p, s) at s={s!r}")
             raise
-        if not self._checked:
-            self._check(out, s)
+        self._check(out, s)
         be = self.backend
         if be.is_native(out) and out.dtype == self.dtype and tuple(out.shape) == self.shape:
             return out
@@ -145,11 +162,12 @@ class HistoryLookup:
             raise ShapeMismatch(f"the history h(p, s) returned shape {shape} at s={s!r}; the "
                                 f"state u0 has shape {self.shape}")
         dtype = getattr(out, "dtype", None)
-        kind = np.dtype(dtype).kind if isinstance(dtype, np.dtype) else None
-        if kind is not None and kind not in "fiub":
-            raise InvalidType(f"the history h(p, s) returned dtype {dtype} at s={s!r}; it "
-                              "must return real numbers")
-        self._checked = True
+        if not self._checked:
+            kind = np.dtype(dtype).kind if isinstance(dtype, np.dtype) else None
+            if kind is not None and kind not in "fiub":
+                raise InvalidType(f"the history h(p, s) returned dtype {dtype} at s={s!r}; "
+                                  "it must return real numbers")
+            self._checked = True
 
     def _shaped(self, flat: Any) -> Any:
         return flat if len(self.shape) == 1 else self.xp.reshape(flat, self.shape)
@@ -160,9 +178,21 @@ class HistoryLookup:
         if at is None:
             hist = self.history
             ts = hist.ts
+            with self.within(ts[i], ts[i + 1]):  # its lazy stages are its own evaluations
+                data = hist._step_data(i)
             at = self._interpolants[i] = hist.solver_of(i).interpolant(
-                ts[i], ts[i + 1] - ts[i], hist.us[i], hist.us[i + 1], hist._step_data(i))
+                ts[i], ts[i + 1] - ts[i], hist.us[i], hist.us[i + 1], data)
         return at
+
+    @contextlib.contextmanager
+    def within(self, a: float, b: float) -> Any:
+        """Evaluations of ``f`` in the block belong to the step ``[a, b]``."""
+        saved, saved_now = self.span, self.t_now
+        self.span = (float(a), float(b))
+        try:
+            yield
+        finally:
+            self.span, self.t_now = saved, saved_now
 
     def _accepted(self, s: float) -> Any:
         hist = self.history

@@ -44,13 +44,16 @@ class MethodOfSteps:
         #: steps that needed the fixed-point iteration, and the attempts they took in all
         self.fixedpoint_steps = 0
         self.fixedpoint_iters = 0
+        #: times where ``f`` jumps (``t0 + tau`` when ``u0 != h(p, t0)``): a step starting
+        #: there re-evaluates its first stage
+        self.restart_at: set[float] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.__dict__["inner"], name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in ("lookup", "rtol", "atol", "max_iters", "tol", "fixedpoint_steps",
-                    "fixedpoint_iters", "_attempt", "tracker"):
+                    "fixedpoint_iters", "_attempt", "tracker", "restart_at"):
             self.__dict__[name] = value
         else:  # the driver and the pipeline set the wrapped stepper's attributes (rng, ...)
             setattr(self.__dict__["inner"], name, value)
@@ -88,19 +91,49 @@ class MethodOfSteps:
             return None if got is None else solver.complete_dense_data(t, dt, u, got)
 
         self.lookup.set_latest(t, dt, u, u_new, solver, data)
-        inner.accept(t_new, u_new)
+        with self.lookup.within(t, t_new):  # k_end, stiffness checks: this step's
+            inner.accept(t_new, u_new)
 
     def step(self, t: float, u: Any, dt: float) -> tuple[Any, Any]:
         lookup = self.lookup
         self._attempt = (t, dt, u)
         lookup.in_step = True
         lookup.step_end = t + dt
+        lookup.span = (t, t + dt)
+        if t in self.restart_at:
+            # f jumps here (the state jumped at t0 and a lag carries it): the first stage of
+            # this step is f after the jump, not the last stage of the step before
+            self.restart_at.discard(t)
+            try:
+                inner = self.inner
+                f0 = inner.rhs.f(u, t)
+                inner.nf += 1
+                inner.init(t, u, f0)
+            finally:
+                lookup.in_step = False
+            lookup.in_step = True
         try:
             return self._step(t, u, dt)
         finally:
             lookup.in_step = False
 
     def _step(self, t: float, u: Any, dt: float) -> tuple[Any, Any]:
+        u_new, err = self._fixed_point(t, u, dt)
+        tracker = self.__dict__.get("tracker")
+        if tracker is not None and err is not None and tracker.points:
+            data = self.inner.dense_data()
+            solver = self._solver()
+            if data is not None:
+                data = solver.complete_dense_data(t, dt, u, data)
+            at = solver.interpolant(t, dt, u, u_new, data)
+            root = tracker.crossing(t, t + dt, u, u_new, at)
+            if root is not None and tracker.add_stop(root, t):
+                # a discontinuity of a state-dependent lag inside the step: reject, and the
+                # retry ends on it (it is a stop now)
+                return u_new, self.inner.xp.full_like(u_new, math.inf)
+        return u_new, err
+
+    def _fixed_point(self, t: float, u: Any, dt: float) -> tuple[Any, Any]:
         inner, lookup = self.inner, self.lookup
         lookup.begin_step()
         u_new, err = inner.step(t, u, dt)

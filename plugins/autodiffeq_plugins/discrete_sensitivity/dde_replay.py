@@ -110,7 +110,7 @@ class DelaySteps:
         solver, shape, n = self.solvers[k], self.shape, self.n
         p = self.params(p_flat)
         user_f, user_h = self.prob.f, self.prob.h
-        state: dict[str, Any] = {"trial": None, "inside": False}
+        state: dict[str, Any] = {"trial": None, "inside": False, "t": t}
 
         def read(j: int, s: float) -> Any:
             if reads is not None:
@@ -119,8 +119,13 @@ class DelaySteps:
 
         def history(p_: Any, s: Any) -> Any:
             s = float(s)
-            if s <= self.t0:
+            if s < self.t0:
                 return user_h(p, s)
+            if s == self.t0:  # a jump at t0: the side the stage sees, as the solve reads it
+                if state["t"] == t + dt:
+                    return user_h(p, s)
+                if not k:
+                    return anp.reshape(u, shape)
             if k and s <= float(self.ts[k]):
                 return read(min(bisect.bisect_right(self.starts, s) - 1, k - 1), s)
             state["inside"] = True
@@ -131,6 +136,7 @@ class DelaySteps:
             return anp.reshape(u, shape)
 
         def f_flat(y: Any, p_: Any, tt: float) -> Any:
+            state["t"] = tt
             return anp.reshape(user_f(anp.reshape(y, shape), history, p, tt), (n,))
 
         u_new, data = solver.functional_step_dense(f_flat, u, p_flat, t, dt)

@@ -83,7 +83,7 @@ class AugmentedDelayEquation:
         return dp
 
     def history(self, p_aug: Any, s: float) -> np.ndarray:
-        """``[h(p, s), dh/dx_1, ..., dh/dx_k]`` (flat) for ``s <= t0``."""
+        """``[h(p, s), dh/dx_1, ..., dh/dx_k]`` (flat) for ``s < t0``."""
         h, p0 = self.prob.h, self.p_flat
         base = np.reshape(np.asarray(h(self._p_of(p0), s), dtype=np.float64), -1)
         parts = [base, np.zeros(self.n_u0 * self.n)]
@@ -151,7 +151,8 @@ def forward(request: GradientRequest, error_control: str,
         if value is not None and np.ndim(value) > 0:
             flat = np.broadcast_to(np.asarray(value, dtype=np.float64), aug.shape).reshape(-1)
             options[name] = np.tile(flat, k + 1)
-    sol = request.solve(prob=aug.problem(), **options)
+    aug_prob = aug.problem()
+    sol = request.solve(prob=aug_prob, **options)
     xp = request.backend.xp
     ts = np.asarray(sol.t, dtype=np.float64)
     ys = xp.reshape(sol.u, (len(ts), n * (k + 1)))
@@ -162,5 +163,8 @@ def forward(request: GradientRequest, error_control: str,
     s_init[: aug.n_u0, :] = np.eye(aug.n_u0, n)
     return ForwardRecord(sol, ts, ys[:, :n], index,
                          {"st": st, "n_u0": aug.n_u0, "k": k, "s_init": s_init,
-                          "augmented": (None, options), "events": [],
-                          "event_sensitivities": []})
+                          "augmented": (aug_prob, options), "events": [],
+                          "event_sensitivities": [],
+                          # a delay equation's solve keeps its dense history: sol(t) of the
+                          # augmented state without solving again
+                          "dense": sol})

@@ -559,7 +559,7 @@ class ForwardSensitivity(SensitivityMethod):
         n, k = request.n, extra["k"]
         values = xp.reshape(dense.dense_output(ts), (len(ts), n * (k + 1)))
         st = xp.reshape(values[:, n:], (len(ts), k, n))
-        if request.prob.mass_matrix is not None:
+        if getattr(request.prob, "mass_matrix", None) is not None:
             # the output at t0 is u0 itself: its sensitivity is [I | 0] (module doc)
             at_t0 = xp.reshape(xp.asarray(ts == request.prob.tspan[0]), (len(ts), 1, 1))
             st = xp.where(at_t0, extra["s_init"][None, ...], st)
