@@ -102,3 +102,17 @@ def test_gradient_and_stiff_examples_run_and_converge(tmp_path, script, png):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     if png is not None:
         assert (tmp_path / png).stat().st_size > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dde_lotka_volterra", "mackey_glass", "stiff_dde"])
+def test_delay_equation_examples_run(name, tmp_path):
+    """Each delay-equation example checks itself (fitted parameters, errors against its
+    independent SciPy reference) and exits 1 when a check fails."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / f"{name}.py"), "--out",
+         str(tmp_path / f"{name}.png")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert (tmp_path / f"{name}.png").stat().st_size > 10_000
