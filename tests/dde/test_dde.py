@@ -12,6 +12,7 @@ while ``rtol`` bounds the local one: 100x, as in the ODE conformance kit).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -190,6 +191,45 @@ def test_state_dependent_discontinuities_become_steps():
     err_untracked = abs(ade.solve(untracked, "Tsit5", rtol=1e-6, atol=1e-8).u[-1, 0] - ref)
     assert err_tracked <= 1e-6 and err_tracked * 10 < err_untracked, (err_tracked,
                                                                     err_untracked)
+
+
+def test_vern7_steps_longer_than_the_lag():
+    """Vern7's lazily computed interpolation stages look inside the step itself when the step
+    is longer than the lag: they are computed with the step's last fixed-point trial (no
+    recursion), and the solve is as accurate as asked."""
+    prob = ade.DDEProblem(lambda u, h, p, t: -h(p, t - 0.2), None, lambda p, s: np.ones(1),
+                          (0.0, 10.0), constant_lags=[0.2])
+    ref = ade.solve(prob, "Tsit5", rtol=1e-12, atol=1e-14).u[-1, 0]
+    for rtol in (1e-4, 1e-8):
+        sol = ade.solve(prob, "Vern7", rtol=rtol, atol=rtol * 1e-2)
+        assert sol.stats.extra["fixedpoint_steps"] > 0
+        assert abs(sol.u[-1, 0] - ref) <= 100 * rtol * max(1.0, abs(ref))
+
+
+def test_state_dependent_lag_with_an_exact_solution():
+    """Paul's problem (C. A. H. Paul, 1992): y' = y y(ln y - 1) / (t + 1), y = 1 for t <= 0;
+    exact t + 1 on [0, e - 1], exp((t + 1)/e) on [e - 1, e^2 - 1], (e / (3 - ln(t + 1)))^e
+    after. A trial stage that looks into the future (a bad state in an oversized step) is a
+    rejected step, not an error."""
+    def log(v):
+        return math.log(v) if v > 0.0 else -745.0
+
+    def f(u, h, p, t):
+        return u * h(p, log(u[0]) - 1.0) / (t + 1.0)
+
+    def tau(u, p, t):
+        return t + 1.0 - log(u[0])
+
+    e = math.e
+    exact = (e / (3.0 - math.log(11.0))) ** e
+    prob = ade.DDEProblem(f, None, lambda p, s: np.ones(1), (0.0, 10.0), dependent_lags=[tau])
+    for alg in ("Tsit5", "Vern7", None):
+        for rtol in (1e-4, 1e-7):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ade.SolverWarning)
+                sol = ade.solve(prob, alg, rtol=rtol, atol=rtol * 1e-2)
+            assert sol.retcode == "Success"
+            assert abs(sol.u[-1, 0] - exact) <= 100 * rtol * exact, (alg, rtol)
 
 
 def test_a_jump_at_t0_is_read_from_the_right_side():

@@ -33,6 +33,11 @@ from autodiffeq.validation import is_traced
 _EPS = float(np.finfo(np.float64).eps)
 
 
+class TrialFutureLookup(InvalidArgument, ArithmeticError):
+    """A trial stage of a step looked into the future: the driver rejects the step (an
+    ``ArithmeticError`` at a trial point) and, in a fixed-step solve, raises it."""
+
+
 class HistoryLookup:
     """The callable ``h(p, s)`` handed to ``f`` (see the module docstring).
 
@@ -103,10 +108,15 @@ class HistoryLookup:
             s = float(s)
         t_now = self.t_now
         if s > t_now + self._slack * (abs(t_now) if abs(t_now) > 1.0 else 1.0):
-            raise InvalidArgument(
-                f"h(p, s) was asked for the future: s={s!r} is after the current time "
-                f"t={t_now!r}; a delay equation's f may only look back (s = t - tau with "
-                "tau >= 0)")
+            message = (f"h(p, s) was asked for the future: s={s!r} is after the current time "
+                       f"t={t_now!r}; a delay equation's f may only look back (s = t - tau "
+                       "with tau >= 0)")
+            if self.in_step and t_now != self.span[0]:
+                # a trial stage of a step (a state-dependent lag at a state the step would
+                # not keep): the step is rejected and retried smaller, as for any failure
+                # of f at a trial point
+                raise TrialFutureLookup(message)
+            raise InvalidArgument(message)
         if s < self.t0:
             return self._user_history(p, s)
         hist = self.history

@@ -53,7 +53,8 @@ class MethodOfSteps:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in ("lookup", "rtol", "atol", "max_iters", "tol", "fixedpoint_steps",
-                    "fixedpoint_iters", "_attempt", "tracker", "restart_at"):
+                    "fixedpoint_iters", "_attempt", "tracker", "restart_at",
+                    "_completed", "_pending"):
             self.__dict__[name] = value
         else:  # the driver and the pipeline set the wrapped stepper's attributes (rng, ...)
             setattr(self.__dict__["inner"], name, value)
@@ -84,14 +85,32 @@ class MethodOfSteps:
     def accept(self, t_new: float, u_new: Any) -> None:
         t, dt, u = self._attempt
         solver = self._solver()
-        inner = self.inner
+        inner, lookup = self.inner, self.lookup
+        if self.__dict__.get("_pending"):
+            # an iterated step: its k_end and lazily computed stages look inside it, which
+            # its last trial answers (as during the iteration)
+            lookup.in_step = True
+            lookup.step_end = t_new
+            try:
+                with lookup.within(t, t_new):
+                    inner.accept(t_new, u_new)
+                    got = inner.dense_data()
+                    self._completed = (None if got is None else
+                                       solver.complete_dense_data(t, dt, u, got))
+            finally:
+                lookup.in_step = False
+                lookup.begin_step()
+                self._pending = False
+            completed = self._completed
+            lookup.set_latest(t, dt, u, u_new, solver, lambda: completed)
+            return
 
         def data() -> Any:
             got = inner.dense_data()
             return None if got is None else solver.complete_dense_data(t, dt, u, got)
 
-        self.lookup.set_latest(t, dt, u, u_new, solver, data)
-        with self.lookup.within(t, t_new):  # k_end, stiffness checks: this step's
+        lookup.set_latest(t, dt, u, u_new, solver, data)
+        with lookup.within(t, t_new):  # k_end, stiffness checks: this step's
             inner.accept(t_new, u_new)
 
     def step(self, t: float, u: Any, dt: float) -> tuple[Any, Any]:
@@ -117,7 +136,16 @@ class MethodOfSteps:
         finally:
             lookup.in_step = False
 
+    def dense_data(self) -> Any:
+        """The interpolation data of the last step: completed during the step when it was
+        iterated (its lazily computed stages look inside the step itself, which only the
+        iteration can answer), else the wrapped stepper's."""
+        completed = self.__dict__.get("_completed")
+        return self.inner.dense_data() if completed is None else completed
+
     def _step(self, t: float, u: Any, dt: float) -> tuple[Any, Any]:
+        self._completed = None
+        self._pending = False
         u_new, err = self._fixed_point(t, u, dt)
         tracker = self.__dict__.get("tracker")
         if tracker is not None and err is not None and tracker.points:
@@ -151,7 +179,9 @@ class MethodOfSteps:
             u_new, err = inner.step(t, u, dt)
             change = self._change(u_new, u_prev, u)
             if change <= self.tol:
-                lookup.begin_step()
+                # the last trial stays: accept() completes the step's interpolation data
+                # with it (lookups inside the step)
+                self._pending = True
                 return u_new, err
             if not math.isfinite(change):
                 break
