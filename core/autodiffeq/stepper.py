@@ -282,3 +282,16 @@ class Stepper:
         Returns: backend array (m, n). The default interpolates linearly (order 1).
         """
         return u0 + theta[:, None] * (u1 - u0)
+
+
+def power_interpolant(xp: Any, t: float, dt: float, u0: Any, Q: Any) -> Callable[[float], Any]:
+    """``s -> u0 + sum_m theta**(m+1) Q[m]`` with ``theta = (s - t) / dt``: a step's dense
+    output in the power basis (rows of ``Q``), for :meth:`Stepper.interpolant`."""
+    deg = Q.shape[0]
+    dtype = u0.dtype
+
+    def at(s: float) -> Any:
+        th = (s - t) / dt
+        return u0 + xp.asarray([th ** k for k in range(1, deg + 1)], dtype=dtype) @ Q
+
+    return at

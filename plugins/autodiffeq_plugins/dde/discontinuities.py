@@ -82,48 +82,44 @@ class DependentLagTracker:
         uu = u if len(self.shape) == 1 else xp.reshape(u, self.shape)
         return t - float(self.lags[j](uu, self.p, t)) - xi
 
+    def _candidates(self, t: float, t_new: float, u: Any, u_new: Any) -> Any:
+        """``(i, j, xi, level, g(t), g(t_new))`` for each known discontinuity ``i`` below the
+        last level and each lag ``j`` not yet carried over from it."""
+        for i, (xi, level) in enumerate(self.points):
+            if level >= self.levels:
+                continue
+            for j in range(len(self.lags)):
+                if (i, j) not in self._done:
+                    yield i, j, xi, level, self._g(j, xi, t, u), self._g(j, xi, t_new, u_new)
+
     def crossing(self, t: float, t_new: float, u: Any, u_new: Any, at: Any) -> float | None:
         """A discontinuity strictly inside the attempted step ``[t, t_new]`` (``at``: its
         interpolant) not yet known, or ``None``: the method of steps then rejects the attempt
         and the retry steps onto it (it becomes a stop)."""
         margin = 1e-9 * max(1.0, abs(t_new)) + 1e-6 * abs(t_new - t)
-        for i, (xi, level) in enumerate(self.points):
-            if level >= self.levels:
-                continue
-            for j in range(len(self.lags)):
-                if (i, j) in self._done:
-                    continue
-                a = self._g(j, xi, t, u)
-                b = self._g(j, xi, t_new, u_new)
-                if a < 0.0 < b or b < 0.0 < a:
-                    s = self._locate(j, xi, t, t_new, a, lambda s: self._flat(at(s)))
-                    if t + margin < s < t_new - margin:
-                        return s
+        for _, j, xi, _, a, b in self._candidates(t, t_new, u, u_new):
+            if a < 0.0 < b or b < 0.0 < a:
+                s = self._locate(j, xi, t, t_new, a, lambda s: self._flat(at(s)))
+                if t + margin < s < t_new - margin:
+                    return s
         return None
 
     def on_step(self, t: float, t_new: float, u: Any, u_new: Any, stepper: Any,
                 component: Any) -> None:
         new: list[tuple[float, int]] = []
         step: Any = None
-        for i, (xi, level) in enumerate(self.points):
-            if level >= self.levels:
-                continue
-            for j in range(len(self.lags)):
-                if (i, j) in self._done:
-                    continue
-                a = self._g(j, xi, t, u)
-                b = self._g(j, xi, t_new, u_new)
-                scale = 1e-10 * max(1.0, abs(t_new))
-                if abs(b) <= scale:  # the step ended on it (a stop found by crossing())
-                    self._done.add((i, j))
-                    new.append((t_new, level + 1))
-                    continue
-                if not (a < 0.0 < b or b < 0.0 < a):
-                    continue
-                if step is None:
-                    step = self._interpolant(t, t_new, u, u_new, stepper)
+        scale = 1e-10 * max(1.0, abs(t_new))
+        for i, j, xi, level, a, b in list(self._candidates(t, t_new, u, u_new)):
+            if abs(b) <= scale:  # the step ended on it (a stop found by crossing())
                 self._done.add((i, j))
-                new.append((self._locate(j, xi, t, t_new, a, step), level + 1))
+                new.append((t_new, level + 1))
+                continue
+            if not (a < 0.0 < b or b < 0.0 < a):
+                continue
+            if step is None:
+                step = self._interpolant(t, t_new, u, u_new, stepper)
+            self._done.add((i, j))
+            new.append((self._locate(j, xi, t, t_new, a, step), level + 1))
         for point in new:
             if len(self.points) >= MAX_DISCONTINUITIES:
                 break

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from autodiffeq.backend import Backend
-from autodiffeq.stepper import RHS, Stepper
+from autodiffeq.stepper import RHS, Stepper, power_interpolant
 
 from .tableau import ButcherTableau
 
@@ -381,16 +381,8 @@ class ExplicitRKStepper(Stepper):
 
     def interpolant(self, t: float, dt: float, u0: Any, u1: Any, data: Any) -> Any:
         """``s -> u0 + sum_m theta**(m+1) Q_m`` with ``Q = dt P^T K`` formed once per step."""
-        xp = self.xp
-        Q = (xp.matrix_transpose(self._P) @ data) * dt  # (deg, n)
-        deg = Q.shape[0]
-        dtype = u0.dtype
-
-        def at(s: float) -> Any:
-            th = (s - t) / dt
-            return u0 + xp.asarray([th ** k for k in range(1, deg + 1)], dtype=dtype) @ Q
-
-        return at
+        Q = (self.xp.matrix_transpose(self._P) @ data) * dt  # (deg, n)
+        return power_interpolant(self.xp, t, dt, u0, Q)
 
     def interpolate(self, theta: Any, dt: Any, u0: Any, u1: Any, data: Any) -> Any:
         xp = self.xp

@@ -55,7 +55,7 @@ from autodiffeq.jacobians import (
     jacobian_source,
     sparse_namespace,
 )
-from autodiffeq.stepper import RHS, Stepper
+from autodiffeq.stepper import RHS, Stepper, power_interpolant
 
 from .tableau import RosenbrockTableau
 
@@ -601,15 +601,7 @@ class RosenbrockStepper(Stepper):
         """``s -> u0 + sum_m theta**(m+1) data_m`` (the data are in the power basis)."""
         if data is None:
             return super().interpolant(t, dt, u0, u1, data)
-        xp = self.xp
-        deg = data.shape[0]
-        dtype = u0.dtype
-
-        def at(s: float) -> Any:
-            th = (s - t) / dt
-            return u0 + xp.asarray([th ** k for k in range(1, deg + 1)], dtype=dtype) @ data
-
-        return at
+        return power_interpolant(self.xp, t, dt, u0, data)
 
     def interpolate(self, theta: Any, dt: Any, u0: Any, u1: Any, data: Any) -> Any:
         if data is None:
