@@ -67,9 +67,10 @@ class HistoryLookup:
         #: ``k_end``, its lazily completed interpolation stages): at its end, a jump at t0
         #: is read from the side before it
         self.span = (self.t0, self.t0)
-        self._trial: tuple[float, float, Any, Any, Any, Any] | None = None
-        #: the step accepted last, until the driver adds it to the history: ``(t, dt, u,
-        #: u_new, solver, data)`` with ``data`` a callable made once
+        #: ``s -> u(s)`` of the step being attempted (its previous fixed-point iterate)
+        self._trial: Any = None
+        #: the step accepted last, until the driver adds it to the history: ``[t, dt, u,
+        #: u_new, solver, interpolant or None, data()]``, the interpolant made on first use
         self._latest: list[Any] | None = None
         self._interpolants: dict[int, Any] = {}
         self._checked = False

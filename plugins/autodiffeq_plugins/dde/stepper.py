@@ -51,10 +51,13 @@ class MethodOfSteps:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.__dict__["inner"], name)
 
+    #: attributes of the wrapper itself; every other one is the wrapped stepper's
+    _OWN = frozenset({"lookup", "rtol", "atol", "max_iters", "tol", "fixedpoint_steps",
+                      "fixedpoint_iters", "_attempt", "tracker", "restart_at", "_completed",
+                      "_pending"})
+
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("lookup", "rtol", "atol", "max_iters", "tol", "fixedpoint_steps",
-                    "fixedpoint_iters", "_attempt", "tracker", "restart_at",
-                    "_completed", "_pending"):
+        if name in self._OWN:
             self.__dict__[name] = value
         else:  # the driver and the pipeline set the wrapped stepper's attributes (rng, ...)
             setattr(self.__dict__["inner"], name, value)
