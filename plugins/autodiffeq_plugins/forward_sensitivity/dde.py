@@ -13,10 +13,13 @@ own; where it was taken from the history, autograd carries its dependence on ``p
 ``S_j(t0) = e_j`` for ``u0`` and ``0`` for ``p`` (Bellen & Zennaro, *Numerical Methods for
 Delay Differential Equations*, 2003; Hale & Verduyn Lunel, *Introduction to Functional
 Differential Equations*, 1993, ch. 2: differentiability with respect to initial data and
-parameters). Every derivative is one forward-mode sweep of autograd through the user's ``f``
-and ``h`` (written with ``autograd.numpy``). The augmented state ``[u, S_1, ..., S_k]`` is an
-ordinary delay equation for the registered delay-equation solvers, with the problem's own
-constant and dependent lags: its discontinuities are the state's.
+parameters). With more directions than state components, ``S'`` comes from the Jacobian of
+``f`` with respect to the state, the history values it read and ``p``: ``n`` reverse sweeps of
+one autograd recording; otherwise each direction is one forward-mode sweep through ``f``
+(written with ``autograd.numpy``); ``h``'s parameter derivatives are forward sweeps. The
+augmented state ``[u, S_1, ..., S_k]`` is an ordinary delay equation for the registered
+delay-equation solvers, with the problem's own constant and dependent lags: its
+discontinuities are the state's.
 """
 
 from __future__ import annotations
@@ -98,11 +101,19 @@ class AugmentedDelayEquation:
         f, p0 = self.prob.f, self.p_flat
         u = np.reshape(U[:n], shape)
         S = np.reshape(U[n:], (k, n))
+        reads: list[tuple[float, Any]] = []
 
         def h_u(p_: Any, s: float) -> Any:
-            return np.reshape(H(p_aug, s)[:n], shape)
+            full = H(p_aug, s)
+            reads.append((float(s), full))
+            return np.reshape(full[:n], shape)
 
-        out = [np.reshape(np.asarray(f(u, h_u, self._p_of(p0), t), dtype=np.float64), -1)]
+        value = np.reshape(np.asarray(f(u, h_u, self._p_of(p0), t), dtype=np.float64), -1)
+        if k > n:  # more directions than outputs: n reverse sweeps of one recording
+            rates = self._rates_by_rows(u, S, reads, t)
+            if rates is not None:
+                return np.concatenate([value, rates.reshape(-1)])
+        out = [value]
         for j in range(k):
             dp = self._direction(j)
             Sj = np.reshape(S[j], shape)
@@ -118,6 +129,57 @@ class AugmentedDelayEquation:
             d = _forward_derivative(along)(0.0)
             out.append(np.reshape(np.asarray(d, dtype=np.float64), -1) * np.ones(n))
         return np.concatenate(out)
+
+    def _rates_by_rows(self, u: Any, S: Any, reads: list[tuple[float, Any]], t: float
+                       ) -> np.ndarray | None:
+        """``S' (k, n)`` from the Jacobian of ``f`` with respect to the state, the history
+        values it read (at the times ``reads`` recorded) and ``p``, by ``n`` reverse sweeps of
+        one autograd recording (instead of ``k`` forward sweeps):
+
+            S_j' = J_u S_j + sum_l J_{h_l} S_j(s_l) + J_p dp_j.
+
+        ``None`` when ``f`` reads its history differently when traced (other times or
+        order): the forward sweeps are used then."""
+        import autograd.numpy as anp
+        from autograd import jacobian
+
+        n, m, shape, f, p0 = self.n, self.m, self.shape, self.prob.f, self.p_flat
+        L = len(reads)
+        times = [s for s, _ in reads]
+        hv0 = np.concatenate([np.reshape(full[:n], -1) for _, full in reads]) if L else \
+            np.zeros(0)
+        x0 = np.concatenate([np.reshape(u, -1), hv0, p0])
+
+        class _Mismatch(Exception):
+            pass
+
+        def g(x: Any) -> Any:
+            uu, hv, pp = x[:n], x[n:n + L * n], x[n + L * n:]
+            count = [0]
+
+            def h_g(p_: Any, s: float) -> Any:
+                i = count[0]
+                count[0] += 1
+                if i >= L or float(s) != times[i]:
+                    raise _Mismatch
+                return anp.reshape(hv[i * n:(i + 1) * n], shape)
+
+            return anp.reshape(f(anp.reshape(uu, shape), h_g, self._p_of(pp), t), (n,))
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                J = np.asarray(jacobian(g)(x0), dtype=np.float64).reshape(n, -1)
+        except _Mismatch:
+            return None
+        J_u, J_p = J[:, :n], J[:, n + L * n:]
+        rates = S @ J_u.T
+        for i, (_, full) in enumerate(reads):
+            hs = np.reshape(full[n:], (self.k, n))  # the directions' histories at s_i
+            rates = rates + hs @ J[:, n + i * n:n + (i + 1) * n].T
+        if m:
+            rates[self.n_u0:, :] += J_p.T
+        return rates
 
     def problem(self) -> Any:
         """The augmented :class:`~autodiffeq.DDEProblem`."""
