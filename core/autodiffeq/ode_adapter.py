@@ -118,15 +118,16 @@ ODE_PROBLEM_TYPE = ProblemTypeSpec(
 
 def first_call(
     prob: Any, u0_flat: Any, shape: Sequence[int], be: Backend, dtype: Any, t0: float,
-    p: Any = None,
+    p: Any = None, call: str = "f(u0, p, t0)",
 ) -> tuple[Any, bool]:
-    """Call ``f(u0, p, t0)`` once and check what it returns; returns (f0_flat, convert)."""
+    """Call ``f(u0, p, t0)`` once and check what it returns; returns (f0_flat, convert).
+    ``call`` is how an exception's note names the call (another problem type's form)."""
     xp = be.xp
     u0_shaped = u0_flat if len(shape) == 1 else xp.reshape(u0_flat, tuple(shape))
     try:
         out = prob.f(u0_shaped, prob.p if p is None else p, t0)
     except Exception as exc:
-        exc.add_note("autodiffeq: raised by f(u0, p, t0), the first call of the right-hand side")
+        exc.add_note(f"autodiffeq: raised by {call}, the first call of the right-hand side")
         raise
     convert = False
     if out is None:

@@ -365,3 +365,12 @@ def test_ode_only_solvers_named_for_an_ode_problem_type_mismatch():
     """An ODE solver works on a DDE; the registry says so."""
     prob = ade.DDEProblem(_f, None, _h, (0.0, 1.0), constant_lags=[1.0])
     assert ade.registry().compatible("Tsit5", "numpy", None, prob)
+
+
+def test_an_error_in_f_names_the_delay_call():
+    def f(u, h, p, t):
+        raise ZeroDivisionError("boom")
+
+    with pytest.raises(ZeroDivisionError) as info:
+        ade.solve(ade.DDEProblem(f, None, _h, (0.0, 1.0), constant_lags=[1.0]), "Tsit5")
+    assert any("f(u0, h, p, t0)" in note for note in info.value.__notes__)

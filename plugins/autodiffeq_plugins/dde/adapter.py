@@ -80,7 +80,8 @@ class DDEAdapter:
             "a delay equation's right-hand side reads the solution's past through h")
         f_ode.__autodiffeq_time_dependent__ = True  # type: ignore[attr-defined]
         ode_view = ODEProblem(f_ode, prob.u0, prob.tspan, prob.p)
-        f0, convert = first_call(ode_view, request.u0, shape, be, dtype, t0, p)
+        f0, convert = first_call(ode_view, request.u0, shape, be, dtype, t0, p,
+                                 call="f(u0, h, p, t0)")
         rhs = RHS(f_ode, p, shape, dtype, be, ode_view, convert_output=convert,
                   registry=request.registry)
         levels = max(1, math.ceil(request.solver.order))
