@@ -14,7 +14,7 @@ from .engine import (
     replayed,
     replaying_rhs,
 )
-from .pytree import ParamLayout, flatten, float_leaves, is_container, layout_of
+from .pytree import ParamLayout, flatten, float_leaves, is_container, layout_of, unflattener
 from .record import Graph, record
 
 __all__ = [
@@ -34,4 +34,5 @@ __all__ = [
     "record",
     "replayed",
     "replaying_rhs",
+    "unflattener",
 ]

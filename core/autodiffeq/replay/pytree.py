@@ -164,6 +164,17 @@ def is_container(p: Any) -> bool:
     return _is_container(p)
 
 
+def unflattener(p: Any, reshape: Callable[[Any, tuple[int, ...]], Any]) -> Callable[[Any], Any]:
+    """``flat -> p`` in ``p``'s own form: a container with its float leaves from ``flat``, an
+    array of ``p``'s shape, or the one entry of a scalar ``p`` (traceable with
+    ``reshape=autograd.numpy.reshape``)."""
+    if is_container(p):
+        layout = layout_of(p)
+        return lambda flat: layout.unflatten(flat, reshape)
+    shape = tuple(np.shape(p))
+    return (lambda flat: reshape(flat, shape)) if shape else (lambda flat: flat[0])
+
+
 def flatten(p: Any) -> tuple[np.ndarray, ParamLayout]:
     """``(theta, layout)``: the float entries of ``p`` as one host vector and how to undo it."""
     layout = layout_of(p)

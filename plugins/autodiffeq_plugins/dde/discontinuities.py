@@ -92,14 +92,18 @@ class DependentLagTracker:
                 if (i, j) not in self._done:
                     yield i, j, xi, level, self._g(j, xi, t, u), self._g(j, xi, t_new, u_new)
 
-    def crossing(self, t: float, t_new: float, u: Any, u_new: Any, at: Any) -> float | None:
-        """A discontinuity strictly inside the attempted step ``[t, t_new]`` (``at``: its
-        interpolant) not yet known, or ``None``: the method of steps then rejects the attempt
-        and the retry steps onto it (it becomes a stop)."""
+    def crossing(self, t: float, t_new: float, u: Any, u_new: Any,
+                 make_interpolant: Any) -> float | None:
+        """A discontinuity strictly inside the attempted step ``[t, t_new]`` not yet known, or
+        ``None``: the method of steps then rejects the attempt and the retry steps onto it (it
+        becomes a stop). ``make_interpolant()`` gives the attempt's interpolant; it is made
+        only when a sign change is found."""
         margin = 1e-9 * max(1.0, abs(t_new)) + 1e-6 * abs(t_new - t)
+        at = None
         for _, j, xi, _, a, b in self._candidates(t, t_new, u, u_new):
             if a < 0.0 < b or b < 0.0 < a:
-                s = self._locate(j, xi, t, t_new, a, lambda s: self._flat(at(s)))
+                at = make_interpolant() if at is None else at
+                s = self._locate(j, xi, t, t_new, a, lambda s, at=at: self._flat(at(s)))
                 if t + margin < s < t_new - margin:
                     return s
         return None

@@ -151,13 +151,15 @@ class MethodOfSteps:
         self._pending = False
         u_new, err = self._fixed_point(t, u, dt)
         tracker = self.__dict__.get("tracker")
-        if tracker is not None and err is not None and tracker.points:
-            data = self.inner.dense_data()
-            solver = self._solver()
-            if data is not None:
-                data = solver.complete_dense_data(t, dt, u, data)
-            at = solver.interpolant(t, dt, u, u_new, data)
-            root = tracker.crossing(t, t + dt, u, u_new, at)
+        if tracker is not None and err is not None:
+            def attempt_interpolant() -> Any:  # made only when a sign change is found
+                data = self.inner.dense_data()
+                solver = self._solver()
+                if data is not None:
+                    data = solver.complete_dense_data(t, dt, u, data)
+                return solver.interpolant(t, dt, u, u_new, data)
+
+            root = tracker.crossing(t, t + dt, u, u_new, attempt_interpolant)
             if root is not None and tracker.add_stop(root, t):
                 # a discontinuity of a state-dependent lag inside the step: reject, and the
                 # retry ends on it (it is a stop now)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from autodiffeq.errors import UnsupportedCombination
+from autodiffeq.replay import unflattener
 from autodiffeq.sensitivity import ForwardRecord, GradientRequest
 
 #: the fixed-point criterion of the method of steps (two successive end states agree to this
@@ -43,19 +44,6 @@ def _value(x: Any) -> np.ndarray:
     while hasattr(x, "_value"):
         x = x._value
     return np.asarray(x, dtype=np.float64)
-
-
-def _unflatten(p: Any) -> Any:
-    """``p_flat -> p`` in the user's structure (traceable)."""
-    import autograd.numpy as anp
-
-    from autodiffeq.replay import is_container, layout_of
-
-    if is_container(p):
-        layout = layout_of(p)
-        return lambda flat: layout.unflatten(flat, anp.reshape)
-    shape = np.shape(p)
-    return lambda flat: anp.reshape(flat, shape) if shape else flat[0]
 
 
 class DelaySteps:
@@ -83,7 +71,9 @@ class DelaySteps:
         self.t0 = float(prob.tspan[0])
         self.rtol = float(np.min(request.solve_options.get("rtol", 1e-3)))
         self.atol = float(np.min(request.solve_options.get("atol", 1e-6)))
-        self.unflatten = _unflatten(prob.p)
+        import autograd.numpy as anp
+
+        self.unflatten = unflattener(prob.p, anp.reshape)
         self.starts = [float(t) for t in self.ts[:-1]]
 
     def params(self, p_flat: Any) -> Any:

@@ -63,19 +63,12 @@ class AugmentedDelayEquation:
         self.k = self.n_u0 + self.m
         self.p_flat = request.p_flat
         self.t0 = float(prob.tspan[0])
-        from autodiffeq.replay import is_container, layout_of
+        import autograd.numpy as anp
+
+        from autodiffeq.replay import unflattener
 
         p = prob.p
-        if self.m and is_container(p):
-            import autograd.numpy as anp
-
-            layout = layout_of(p)
-            self._p_of = lambda flat: layout.unflatten(flat, anp.reshape)
-        elif self.m:
-            p_shape = np.shape(p)
-            self._p_of = lambda flat: np.reshape(flat, p_shape) if p_shape else flat[0]
-        else:
-            self._p_of = lambda flat: p
+        self._p_of = unflattener(p, anp.reshape) if self.m else (lambda flat: p)
 
     # ------------------------------------------------------------------ pieces
     def _direction(self, j: int) -> np.ndarray:
