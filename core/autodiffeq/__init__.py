@@ -9,6 +9,7 @@ no plugin (and none of CuPy, Dask, matplotlib or tqdm) is imported until it is u
 from __future__ import annotations
 
 from .backend import Backend
+from .brownian import BrownianPath
 from .callbacks import CallbackSet, ContinuousCallback, DiscreteCallback
 from .config import config_context, get_config, set_config
 from .controller import (
@@ -33,7 +34,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl, hookspec
 from .local_sensitivity import LocalSensitivities, local_sensitivities
-from .problems import DDEProblem, ODEProblem
+from .problems import DDEProblem, ODEProblem, SDEProblem
 from .registry import Compatibility, PluginLoadWarning, Registry, registry
 from .replay import ReplayWarning
 from .rhs_derivatives import DerivativeWarning, RHSDerivatives
@@ -58,6 +59,8 @@ from .stepper import RHS, Stepper
 __version__ = "0.1.0"
 
 __all__ = [
+    "BrownianPath",
+    "SDEProblem",
     "AutodiffeqError",
     "Backend",
     "BackendSpec",

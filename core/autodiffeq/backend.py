@@ -84,5 +84,12 @@ class Backend:
             f"backend {self.name!r} has no random generator (capability 'rng')"
         )
 
+    def normal(self, rng: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+        """Standard normal draws of ``shape`` from ``rng`` (a generator of :meth:`rng`) as a
+        backend array of ``dtype``. The default draws on the host with NumPy's generator and
+        converts; backends with their own generator override it."""
+        host = rng.standard_normal(shape)
+        return self.asarray(np.asarray(host, dtype=self.host_dtype(dtype)), dtype=dtype)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} on {self.device}>"

@@ -80,7 +80,10 @@ def run(request: SolveRequest) -> Solution:
     )
     result = integrate(stepper, request.t0, request.t1, prepared.u0, prepared.f0, opts,
                        _stiffness_warning(request))
-    return build_solution(request, stepper, result)
+    sol = build_solution(request, stepper, result)
+    for name, value in prepared.solution_attrs.items():
+        setattr(sol, name, value)
+    return sol
 
 
 def _stiffness_warning(request: SolveRequest) -> Any:

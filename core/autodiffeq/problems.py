@@ -247,3 +247,150 @@ class DDEProblem:
         return (f"DDEProblem(f={name}, u0 shape={getattr(self.u0, 'shape', None)}, "
                 f"tspan={self.tspan}, constant_lags={self.constant_lags}, "
                 f"dependent_lags={len(self.dependent_lags)})")
+
+
+#: the noise kinds of :class:`SDEProblem`
+NOISE_KINDS = ("diagonal", "scalar", "additive", "general")
+#: the stochastic integrals an :class:`SDEProblem` can be read in
+INTERPRETATIONS = ("ito", "stratonovich")
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class SDEProblem:
+    """A stochastic differential equation ``du = f(u, p, t) dt + g(u, p, t) dW``.
+
+    Args:
+        f: the drift ``f(u, p, t)`` (an array of ``u``'s shape and dtype).
+        g: the diffusion ``g(u, p, t)``: an array of ``u``'s shape for ``noise`` ``"diagonal"``,
+            ``"scalar"`` and ``"additive"``; of shape ``(*u.shape, noise_dim)`` for
+            ``"general"``.
+        u0: the initial state (any shape; float64 or float32).
+        tspan: ``(t0, t1)``, finite, ``t1 > t0``.
+        p: parameters passed to ``f`` and ``g``.
+        noise: how ``W`` enters:
+
+            * ``"diagonal"``: ``W`` has ``u``'s shape; component ``i`` of ``u`` is driven by
+              ``g_i dW_i`` (the order-1 and order-1.5 methods assume, as Rößler 2010 does,
+              that ``g_i`` depends on ``u_i`` only);
+            * ``"scalar"``: one Wiener process drives every component (``g dW``);
+            * ``"additive"``: as diagonal, and ``g`` does not depend on ``u`` (methods for
+              additive noise exploit it: SRA1, SOSRA);
+            * ``"general"``: ``W`` has shape ``(noise_dim,)`` and ``g`` returns a matrix per
+              component: ``du_i = ... + sum_j g_ij dW_j``.
+        noise_dim: the number of Wiener processes, for ``noise="general"`` only.
+        interpretation: ``"ito"`` (default) or ``"stratonovich"``: which stochastic integral
+            ``g dW`` means.
+    """
+
+    f: Callable[..., Any]
+    g: Callable[..., Any]
+    u0: Any
+    tspan: tuple[float, float]
+    p: Any = None
+    noise: str = "diagonal"
+    noise_dim: int | None = None
+    interpretation: str = "ito"
+
+    problem_type = "SDE"
+
+    def __init__(
+        self,
+        f: Callable[..., Any],
+        g: Callable[..., Any],
+        u0: Any,
+        tspan: Any,
+        p: Any = None,
+        *,
+        noise: str = "diagonal",
+        noise_dim: int | None = None,
+        interpretation: str = "ito",
+    ) -> None:
+        check_callable(f, "f")
+        check_callable(g, "g")
+        check_state(u0, "u0")
+        t0, t1 = check_tspan(tspan)
+        if t1 < t0:
+            raise InvalidArgument(
+                f"tspan runs backwards ({t0} -> {t1}): an SDE is integrated forwards in time "
+                "(its noise is adapted to the forward filtration)")
+        noise = _choice(noise, NOISE_KINDS, "noise")
+        interpretation = _choice(interpretation, INTERPRETATIONS, "interpretation")
+        if noise == "general":
+            if noise_dim is None:
+                raise InvalidArgument(
+                    "noise_dim is required for noise='general': the number of Wiener "
+                    "processes (g returns an array of shape (*u.shape, noise_dim))")
+            if (isinstance(noise_dim, bool) or not isinstance(noise_dim, (int, np.integer))
+                    or noise_dim < 1):
+                raise InvalidArgument(
+                    f"noise_dim must be a positive integer, got {noise_dim!r}")
+            noise_dim = int(noise_dim)
+        elif noise_dim is not None:
+            raise InvalidArgument(
+                f"noise_dim is only for noise='general'; with noise={noise!r} the noise has "
+                f"{'one component' if noise == 'scalar' else 'the shape of u'} (got "
+                f"noise_dim={noise_dim!r})")
+        set_ = object.__setattr__
+        set_(self, "f", f)
+        set_(self, "g", g)
+        set_(self, "u0", _normalise_state(u0))
+        set_(self, "tspan", (t0, t1))
+        set_(self, "p", p)
+        set_(self, "noise", noise)
+        set_(self, "noise_dim", noise_dim)
+        set_(self, "interpretation", interpretation)
+
+    def remake(self, **changes: Any) -> SDEProblem:
+        """A copy with some fields replaced (``f``, ``g``, ``u0``, ``tspan``, ``p``,
+        ``noise``, ``noise_dim``, ``interpretation``); validated anew."""
+        names = ("f", "g", "u0", "tspan", "p", "noise", "noise_dim", "interpretation")
+        unknown = set(changes) - set(names)
+        if unknown:
+            raise InvalidType(
+                f"remake() got unknown fields {sorted(unknown)}; fields: {sorted(names)}")
+        fields = {name: getattr(self, name) for name in names}
+        if "noise" in changes and changes["noise"] != "general" and "noise_dim" not in changes:
+            fields["noise_dim"] = None
+        fields.update(changes)
+        return SDEProblem(fields["f"], fields["g"], fields["u0"], fields["tspan"], fields["p"],
+                          noise=fields["noise"], noise_dim=fields["noise_dim"],
+                          interpretation=fields["interpretation"])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of the state ``u``."""
+        return tuple(self.u0.shape)
+
+    @property
+    def noise_shape(self) -> tuple[int, ...]:
+        """The shape of ``W``: ``u``'s for diagonal and additive noise, ``()`` for scalar,
+        ``(noise_dim,)`` for general."""
+        if self.noise == "scalar":
+            return ()
+        if self.noise == "general":
+            return (int(self.noise_dim),)
+        return self.shape
+
+    @property
+    def g_shape(self) -> tuple[int, ...]:
+        """The shape ``g`` must return."""
+        if self.noise == "general":
+            return (*self.shape, int(self.noise_dim))
+        return self.shape
+
+    def __repr__(self) -> str:
+        name = getattr(self.f, "__name__", type(self.f).__name__)
+        dim = f", noise_dim={self.noise_dim}" if self.noise == "general" else ""
+        return (f"SDEProblem(f={name}, u0 shape={getattr(self.u0, 'shape', None)}, "
+                f"tspan={self.tspan}, noise={self.noise!r}{dim}, "
+                f"interpretation={self.interpretation!r})")
+
+
+def _choice(value: Any, choices: tuple[str, ...], name: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidType(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    low = value.lower()
+    if low not in choices:
+        raise InvalidArgument(
+            f"unknown {name} {value!r}; choose one of {', '.join(map(repr, choices))}")
+    return low

@@ -447,12 +447,13 @@ class Registry:
                     f"registry lacks {absent} (register the plugin that provides them).",
                     alternatives(lambda s: not s.components and (ptype is None or solves(s))),
                 )
-        for req in () if adapter is None else adapter.requirements(problem):
+        reqs = () if adapter is None else tuple(adapter.requirements(problem))
+        for req in reqs:
             if not req.met_by(spec):
                 return Compatibility(
                     False,
                     f"solver {spec.name!r} does not support {req.what}.",
-                    alternatives(lambda s, r=req: r.met_by(s) and solves(s)),
+                    alternatives(lambda s: all(r.met_by(s) for r in reqs) and solves(s)),
                 )
         if backend is not None:
             bspec = self.backend(backend)

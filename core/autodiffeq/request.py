@@ -58,6 +58,7 @@ SOLVE_OPTIONS: dict[str, Any] = {
     "controller": None,
     "internalnorm": None,
     "observers": (),
+    "brownian": None,
 }
 
 
@@ -179,6 +180,17 @@ def build_request(prob: Any, alg: Any, options: dict[str, Any], alg_options: dic
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
                              or seed < 0):
         raise InvalidArgument(f"seed must be a non-negative integer or None, got {seed!r}")
+    extra = {}
+    for name in ("brownian",):
+        value = options.get(name)
+        if value is None:
+            continue
+        if name not in ptype.options:
+            takers = [s.name for s in reg.problem_types() if name in s.options]
+            raise InvalidArgument(
+                f"{name}= applies to {' and '.join(takers) or 'other'} problems, not to "
+                f"{ptype.name} problems")
+        extra[name] = value
     be = resolve_backend(reg, options["backend"])
     rtol, atol = options["rtol"], options["atol"]
     rtol_s, atol_s = check_tolerances(rtol, atol)
@@ -294,6 +306,7 @@ def build_request(prob: Any, alg: Any, options: dict[str, Any], alg_options: dic
         error_components=None if error_components is None else int(error_components),
         observers=observers,
         sensealg=sensealg,
+        extra=extra,
     )
 
 
@@ -323,7 +336,8 @@ def choose_default_solver(reg: Registry, prob: Any, backend: Backend, rtol: floa
     """The default solver: SciML-style, by capabilities (nothing is chosen by name).
 
     Candidates are adaptive solvers for the problem type with ``default_priority > 0`` that are
-    compatible with the problem and backend. Tight tolerances (``rtol < 1e-7``) prefer order 7,
+    compatible with the problem and backend (fixed-step ones where no adaptive one is). Tight
+    tolerances (``rtol < 1e-7``) prefer order 7,
     others order 5 (the split of OrdinaryDiffEq.jl's default algorithm, Rackauckas & Nie 2017);
     among solvers of the preferred order the highest ``default_priority`` wins.
 
@@ -335,13 +349,11 @@ def choose_default_solver(reg: Registry, prob: Any, backend: Backend, rtol: floa
     the plain ``Tsit5`` / ``Vern7`` (priority 10) are chosen instead.
     """
     target = 7 if rtol < 1e-7 else 5
-    candidates = [
-        s
-        for s in reg.solvers()
-        if s.adaptive
-        and s.default_priority > 0
-        and reg.compatible(s, backend.name, None, prob)
-    ]
+    usable = [s for s in reg.solvers()
+              if s.default_priority > 0 and reg.compatible(s, backend.name, None, prob)]
+    # adaptive solvers first; where none fits (an SDE with general noise: Euler–Maruyama),
+    # a fixed-step one, which then asks for dt
+    candidates = [s for s in usable if s.adaptive] or usable
     if not candidates:
         raise UnsupportedCombination(
             f"no registered solver can be chosen by default for this {prob.problem_type} "
@@ -556,6 +568,8 @@ class PreparedSolve:
             (a delay equation's method of steps wraps the ODE stepper); ``None``: as it is.
         observers: step observers the problem type adds (a delay equation locates the
             discontinuities of its state-dependent lags after each step).
+        solution_attrs: attributes set on the :class:`~autodiffeq.Solution` (an SDE solve's
+            Brownian path as ``sol.W``).
     """
 
     rhs: Any
@@ -567,3 +581,4 @@ class PreparedSolve:
     stop_consumers: tuple[Any, ...] = ()
     wrap_stepper: Any = None
     observers: tuple[Any, ...] = ()
+    solution_attrs: dict[str, Any] = field(default_factory=dict)

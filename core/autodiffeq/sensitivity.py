@@ -715,6 +715,9 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any],
     t0, t1 = primal.tspan
     save_times = check_saveat(saveat, t0, t1, 1.0 if t1 > t0 else -1.0)
     options = {k: v for k, v in options.items() if k in SOLVE_OPTIONS}
+    fix = getattr(reg.problem_type_for(primal).adapter, "gradient_options", None)
+    if fix is not None:  # e.g. an SDE's Brownian path, fixed for every solve of the gradient
+        options = fix(primal, options, be)
     alg_options = dict(alg_options)
     if getattr(primal, "mass_matrix", None) is not None:
         from .dae import require_consistent
@@ -767,6 +770,7 @@ def solve_traced(prob: ODEProblem, alg: Any, options: dict[str, Any],
         options=fwd.options,
     )
     sol.sensealg = method.name or type(method).__name__
+    sol.W = getattr(fwd, "W", None)
     sol.t_events, sol.u_events = t_events, u_events
     sol._context = ctx if (saveat is None if dense is None else dense) else None
     logger.debug("differentiated solve: %s with sensealg %s", spec.name, sol.sensealg)

@@ -76,6 +76,9 @@ class Solution:
         t_events, u_events: per callback (``solve(..., callback=...)``, in the order given),
             the times it fired (1-D) and the states there before its affect
             (``(k, *u0.shape)``); empty lists for a solve without callbacks.
+        W: for an SDE solve, the :class:`~autodiffeq.BrownianPath` it read (pass it as
+            ``solve(..., brownian=sol.W)`` to solve again on the same noise); ``None``
+            otherwise.
 
     Calling ``sol(t)`` interpolates: ``t`` a scalar gives an array of ``u0``'s shape, a 1-D
     array gives shape ``(len(t), *u0.shape)``. Available when solved with ``dense=True`` (the
@@ -108,6 +111,7 @@ class Solution:
         self.sensealg: str | None = None
         self.t_events: list[Any] = []
         self.u_events: list[Any] = []
+        self.W: Any = None
 
     @property
     def success(self) -> bool:

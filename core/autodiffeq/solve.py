@@ -43,6 +43,7 @@ def solve(
     controller: Any = None,
     internalnorm: Any = None,
     observers: Any = (),
+    brownian: Any = None,
     registry: Registry | None = None,
     **alg_options: Any,
 ) -> Solution:
@@ -68,8 +69,9 @@ def solve(
         backend: array backend name (overrides :func:`config_context`, :func:`set_config`
             and ``AUTODIFFEQ_BACKEND``).
         sensealg: sensitivity method for gradients through the solve.
-        seed: random seed: the stepper draws from the backend's generator seeded with it
-            (stochastic problems).
+        seed: random seed (stochastic problems): an SDE solve draws its
+            :class:`~autodiffeq.BrownianPath` from the backend's generator seeded with it, so
+            the same seed gives the same solution bit for bit.
         progress: show a tqdm progress bar.
         error_components: the step-size control (error norm and starting step) uses only
             the first ``error_components`` entries of the flat state; the others are
@@ -87,6 +89,8 @@ def solve(
         observers: step observers, objects with ``on_step(t, t_new, u, u_new, stepper,
             component)`` (and optionally ``on_jump(t, u_minus, u_plus, event)``), told of
             every accepted step (see :mod:`autodiffeq.driver`).
+        brownian: an SDE solve's :class:`~autodiffeq.BrownianPath` (e.g. ``sol.W`` of an
+            earlier solve): the solve reads its noise from it, whatever the solver and steps.
         registry: the :class:`Registry` to resolve names in (default: :func:`registry`).
         **alg_options: options of the solver (listed in its spec's ``options``).
     """
@@ -97,7 +101,7 @@ def solve(
         dense=dense, maxiters=maxiters, dtmin=dtmin, dtmax=dtmax, backend=backend,
         sensealg=sensealg, seed=seed, progress=progress, error_components=error_components,
         callback=callback, controller=controller, internalnorm=internalnorm,
-        observers=observers,
+        observers=observers, brownian=brownian,
     )
     if ptype.adapter.traced(prob):
         from .sensitivity import solve_traced

@@ -64,6 +64,10 @@ class SolverSpec:
         problem_types: problem kinds the solver integrates (``"ODE"``, ``"SDE"``, ``"DDE"``).
         noise_types: for stochastic solvers, the noise kinds it handles (``"diagonal"``,
             ``"scalar"``, ``"additive"``, ``"general"``).
+        interpretations: for stochastic solvers, the stochastic integrals it approximates
+            (``"ito"``, ``"stratonovich"``).
+        strong_orders: for stochastic solvers, the strong order per noise kind where it
+            differs from ``order`` (Euler–Maruyama: ``{"additive": 1.0}``).
         composite: it runs other registered solvers (its stepper lists them in
             ``components`` and sets ``last_component``), as ``AutoTsit5Rodas5P`` does.
         mass_matrix: whether a (non-identity) mass matrix is supported.
@@ -93,6 +97,10 @@ class SolverSpec:
     problem_types: tuple[str, ...] = ("ODE",)
     weak_order: float | None = None
     noise_types: tuple[str, ...] = ()
+    interpretations: tuple[str, ...] = ()
+    strong_orders: Mapping[str, float] = field(
+        default_factory=_no_expected_failures, hash=False, compare=False
+    )
     composite: bool = False
     mass_matrix: bool = False
     needs_jacobian: bool = False
@@ -113,11 +121,17 @@ class SolverSpec:
     kind = "solver"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.expected_failures, FrozenMapping):
-            object.__setattr__(self, "expected_failures", FrozenMapping(self.expected_failures))
+        for name in ("expected_failures", "strong_orders"):
+            value = getattr(self, name)
+            if not isinstance(value, FrozenMapping):
+                object.__setattr__(self, name, FrozenMapping(value))
 
     def with_provenance(self, plugin: str, distribution: str, version: str) -> SolverSpec:
         return replace(self, plugin=plugin, distribution=distribution, version=version)
+
+    def strong_order(self, noise: str) -> float:
+        """The strong order on noise of kind ``noise`` (stochastic solvers)."""
+        return float(self.strong_orders.get(noise, self.order))
 
     def capabilities(self) -> dict[str, Any]:
         """The capability fields as a plain dict (for listings and JSON)."""
@@ -132,6 +146,8 @@ class SolverSpec:
             "problem_types": list(self.problem_types),
             "weak_order": self.weak_order,
             "noise_types": list(self.noise_types),
+            "interpretations": list(self.interpretations),
+            "strong_orders": dict(self.strong_orders),
             "composite": self.composite,
             "mass_matrix": self.mass_matrix,
             "needs_jacobian": self.needs_jacobian,
@@ -287,6 +303,9 @@ class ProblemTypeSpec:
         wraps: problem types whose solvers also solve this one through the adapter (a
             delay equation's method of steps runs any ODE solver with dense output:
             ``("ODE",)``); the adapter's ``requirements`` say what it needs of them.
+        options: names of :func:`autodiffeq.solve` options that only this problem type
+            takes (``("brownian",)`` for SDEs); the request keeps their values in
+            ``SolveRequest.extra`` and refuses them for other problem types.
         plugin, distribution, version: filled in by the registry (provenance).
     """
 
@@ -295,6 +314,7 @@ class ProblemTypeSpec:
     adapter: Any
     description: str = ""
     wraps: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
     plugin: str = ""
     distribution: str = ""
     version: str = ""

@@ -25,10 +25,13 @@ from ..specs import SensitivitySpec, SolverSpec
 from . import checks
 from . import dde as dde_checks
 from . import gradients as gradient_checks
+from . import sde as sde_checks
 from .problems import CONVERGENCE_PROBLEMS
 
 #: solvers whose delay-equation checks also run on test-only backends in the fast run
 DDE_FAST_SOLVERS = ("Tsit5", "Rodas5P")
+#: SDE solvers whose checks also run on test-only backends in the default (fast) selection
+SDE_FAST_SOLVERS = ("EM", "SRIW1")
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ def conformance_cases(
         and (wanted is None or s.name in wanted)
     ]
     if wanted is not None:
-        missing = wanted - {s.name for s in ode_solvers}
+        missing = wanted - {s.name for s in reg.solvers()}
         if missing:
             raise LookupError(f"solvers {sorted(missing)} are not registered")
     if gradients == "only":
@@ -173,6 +176,19 @@ def conformance_cases(
                         check, spec.name, b, "", lambda f=fn, s=spec, b=b: f(s, b, reg),
                         _expected(spec, extra, check, ""),
                         slow=bspec.testing_only and spec.name not in DDE_FAST_SOLVERS))
+    sde_solvers = [s for s in reg.solvers() if "SDE" in s.problem_types
+                   and (plugins is None or s.plugin in plugins)
+                   and (wanted is None or s.name in wanted)] if gradients != "only" else []
+    for spec in sde_solvers:
+        for bspec in usable:
+            b = bspec.name
+            if not reg.compatible(spec, b, None, "SDE"):
+                continue
+            for check, fn in sde_checks.sde_checks_for(spec).items():
+                cases.append(Case(
+                    check, spec.name, b, "", lambda f=fn, s=spec, b=b: f(s, b, reg),
+                    _expected(spec, extra, check, ""),
+                    slow=bspec.testing_only and spec.name not in SDE_FAST_SOLVERS))
     if gradients:
         cases += _gradient_cases(
             reg, [s for s in ode_solvers if wanted is None or s.name in wanted],

@@ -34,8 +34,10 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
             mass_matrix=False,
             options=(*_COMMON, "checkpointing"),
             default_priority=0,
+            problem_types=("ODE", "SDE"),
             description="continuous adjoint re-solving u backwards with lambda and mu "
-            "(augmented [u, lambda, mu]); unstable on stiff problems",
+            "(augmented [u, lambda, mu]); unstable on stiff problems; on SDEs the stochastic "
+            "adjoint on the same Brownian path (Li et al. 2020)",
             reference="Chen, Rubanova, Bettencourt & Duvenaud 2018 (Neural ODEs); "
             "SciMLSensitivity.jl BacksolveAdjoint",
         )

@@ -348,7 +348,12 @@ class ContinuousAdjoint(SensitivityMethod, abc.ABC):
     # ------------------------------------------------------------------ the reverse pass
     def vjp(self, request: GradientRequest, record: ForwardRecord, g: Any) -> tuple[Any, Any]:
         """Backwards from the last saved time: one backward solve per stretch between saved
-        times (:meth:`segment`), the jump ``lambda += g_i`` at each saved time."""
+        times (:meth:`segment`), the jump ``lambda += g_i`` at each saved time. On an SDE
+        solve: the stochastic adjoint on the same path (:mod:`.sde_backsolve`)."""
+        if getattr(request.prob, "problem_type", "ODE") == "SDE":
+            from .sde_backsolve import vjp as sde_vjp
+
+            return sde_vjp(request, record, g, getattr(self, "checkpointing", True))
         be = request.backend
         xp = be.xp
         dtype = record.us.dtype
@@ -491,6 +496,10 @@ class BacksolveAdjoint(_CheckpointingAdjoint):
     checkpointing_default = True
 
     def forward(self, request: GradientRequest) -> ForwardRecord:
+        if getattr(request.prob, "problem_type", "ODE") == "SDE":
+            from .sde_backsolve import forward as sde_forward
+
+            return sde_forward(request)
         _check_problem(request, self.name)
         record = record_from_solution(request, request.solve())
         rows = np.union1d(np.unique(record.save_index), [0])

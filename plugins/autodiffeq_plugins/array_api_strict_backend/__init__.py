@@ -34,7 +34,7 @@ def autodiffeq_register_backends(register: Any) -> None:
             factory=_make_backend,
             probe=_probe,
             device="cpu",
-            capabilities=("lu",),
+            capabilities=("lu", "rng"),
             testing_only=True,
             description="array_api_strict: the standard only; proves no NumPy leaks.",
         )

@@ -16,7 +16,7 @@ class ArrayApiStrictBackend(Backend):
     name = "array_api_strict"
     xp = xp
     device = "cpu"
-    capabilities = frozenset({"lu"})
+    capabilities = frozenset({"lu", "rng"})
     array_type = (xp.Array if hasattr(xp, "Array") else type(xp.asarray(0.0)),)
 
     def asarray(self, x: Any, dtype: Any = None) -> Any:
@@ -30,6 +30,11 @@ class ArrayApiStrictBackend(Backend):
 
     def lu_solve(self, factor: Any, b: Any) -> Any:
         return factor.solve(b)
+
+    def rng(self, seed: int | None = None) -> np.random.Generator:
+        """NumPy's generator: draws are made on the host and converted by :meth:`normal` (a
+        test backend; a device backend draws on the device)."""
+        return np.random.default_rng(seed)
 
 
 class _StrictLU:

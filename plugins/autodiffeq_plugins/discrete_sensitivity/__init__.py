@@ -12,8 +12,9 @@ from .methods import DiscreteAdjoint, ForwardMode, ReverseMode
 #: solver families whose steppers provide a traceable step map (Stepper.functional_step);
 #: composite solvers (SolverSpec.composite) are differentiated when all their components
 #: are of these families (the registry checks the components: nothing is named here), each
-#: step by the component the driver recorded as having made it
-FAMILIES = ("explicit_rk", "rosenbrock")
+#: step by the component the driver recorded as having made it; SDE steppers are replayed
+#: on the forward solve's Brownian path (:mod:`.sde_replay`)
+FAMILIES = ("explicit_rk", "rosenbrock", "stochastic_rk")
 
 
 @hookimpl
@@ -25,7 +26,7 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
             mode="reverse",
             solver_families=FAMILIES,
             autograd_families=FAMILIES,  # traces every step: backends with "autograd" only
-            problem_types=("ODE", "DDE"),
+            problem_types=("ODE", "DDE", "SDE"),
             description="autograd's tape through every step of the solve (traceable f)",
             reference="Rackauckas & Innes 2019 (DiffEqFlux.jl), reverse mode through solvers",
         )
@@ -38,7 +39,7 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
             solver_families=FAMILIES,
             autograd_families=FAMILIES,  # traces every step: backends with "autograd" only
             default_priority=5,
-            problem_types=("ODE", "DDE"),
+            problem_types=("ODE", "DDE", "SDE"),
             description="autograd's forward mode through every step of the solve (traceable f)",
             reference="Rackauckas & Innes 2019 (DiffEqFlux.jl), forward mode",
         )
@@ -51,9 +52,9 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
             solver_families=FAMILIES,
             options=("checkpoint_every", "autojacvec"),
             default_priority=10,
-            autograd_families=("rosenbrock",),
+            autograd_families=("rosenbrock", "stochastic_rk"),
             events=True,
-            problem_types=("ODE", "DDE"),
+            problem_types=("ODE", "DDE", "SDE"),
             description="exact gradient of the discrete solution by transposed steps "
             "(tableau-derived for explicit RK; per-step autograd VJPs of the exact-Jacobian "
             "step for Rosenbrock), checkpointed, no global tape",

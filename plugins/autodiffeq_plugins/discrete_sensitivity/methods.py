@@ -64,6 +64,10 @@ def _replay(request: GradientRequest, record: ForwardRecord) -> Any:
         from .dde_replay import replay_delay_equation
 
         return replay_delay_equation(request, record)
+    if _stochastic(request):
+        from .sde_replay import replay_sde
+
+        return replay_sde(request, record)
     stepper = request.make_stepper()
     derivs = request.derivatives()
     require_traceable(derivs, "ReverseMode and ForwardMode replay the solve")
@@ -89,6 +93,10 @@ def _replay(request: GradientRequest, record: ForwardRecord) -> Any:
 
 def _delay_equation(request: GradientRequest) -> bool:
     return getattr(request.prob, "problem_type", "ODE") == "DDE"
+
+
+def _stochastic(request: GradientRequest) -> bool:
+    return getattr(request.prob, "problem_type", "ODE") == "SDE"
 
 
 def _inputs(request: GradientRequest) -> tuple[np.ndarray, np.ndarray]:
@@ -370,6 +378,8 @@ class DiscreteAdjoint(SensitivityMethod):
             from .dde_replay import discrete_forward
 
             return discrete_forward(request, _replayable_forward(request))
+        if _stochastic(request):
+            return _replayable_forward(request)
         reuse = request.scratch_stepper().step_vjp_uses_dense_data and self.checkpoint_every in (
             "auto", 1
         )
@@ -423,6 +433,13 @@ class DiscreteAdjoint(SensitivityMethod):
             from .dde_replay import discrete_vjp
 
             return discrete_vjp(request, record, g)
+        if _stochastic(request):
+            if events is not None:
+                raise UnsupportedCombination(
+                    "DiscreteAdjoint does not differentiate SDE solves with callbacks", ())
+            from .sde_replay import discrete_vjp as sde_vjp
+
+            return sde_vjp(request, record, g)
         be = request.backend
         xp = be.xp
         want_p = request.wrt_p and request.n_p > 0

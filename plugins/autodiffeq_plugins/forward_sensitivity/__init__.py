@@ -24,7 +24,7 @@ def autodiffeq_register_sensitivities(register: Callable[..., None]) -> None:
             options=("autojacvec", "error_control"),
             default_priority=10,
             events=True,
-            problem_types=("ODE", "DDE"),
+            problem_types=("ODE", "DDE", "SDE"),
             description="forward sensitivity equations M S' = J S + df/dp solved with the "
             "state by the same solver and error control (exact augmented Jacobian for stiff "
             "solvers)",

@@ -457,6 +457,10 @@ class ForwardSensitivity(SensitivityMethod):
             from .dde import forward as dde_forward
 
             return dde_forward(request, self.error_control, _save_index)
+        if getattr(request.prob, "problem_type", "ODE") == "SDE":
+            from .sde import forward as sde_forward
+
+            return sde_forward(request, self.error_control, _save_index)
         aug = AugmentedSystem(request, self.autojacvec)
         s0t, s_init = aug.initial_sensitivity()
         user = request.solve_options.get("error_components")

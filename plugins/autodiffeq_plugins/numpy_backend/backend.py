@@ -132,6 +132,9 @@ class NumpyBackend(Backend):
     def rng(self, seed: int | None = None) -> np.random.Generator:
         return np.random.default_rng(seed)
 
+    def normal(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> Any:
+        return rng.standard_normal(shape, dtype=dtype)
+
 
 def _structurally_symmetric(A: Any) -> bool:
     import scipy.sparse as sp

@@ -1,0 +1,322 @@
+"""Brownian paths: one Wiener process that every SDE solver and sensitivity method reads.
+
+A :class:`BrownianPath` is a sample of an ``m``-dimensional Wiener process ``W`` on a time
+span, together with its time integral
+
+    K(t) = int_{t_lo}^{t} W(r) dr,
+
+so that, on any interval ``[s, t]`` (``h = t - s``), it gives the increment and the iterated
+integral the order-1.5 methods need,
+
+    dW = W(t) - W(s),      I_(1,0) = int_s^t (W(r) - W(s)) dr = K(t) - K(s) - h W(s),
+
+(the space-time Lévy area of Foster, Lyons & Oberhauser 2020 is ``H = I_(1,0)/h - dW/2``).
+The pair ``X = (W, K)`` is a Gauss–Markov process, so the path is kept as *knots*: the exact
+values of ``X`` at the times it has been asked about. A query
+
+* at a knot returns the stored value;
+* after the last knot extends the path with an independent step: for ``h > 0``,
+  ``dW = sqrt(h) z1`` and ``I_(1,0) = h (dW/2 + sqrt(h) z2 / (2 sqrt 3))``, ``z ~ N(0, I)``
+  (``Var I_(1,0) = h**3/3``, ``Cov(dW, I_(1,0)) = h**2/2``);
+* between two knots ``a < m < b`` draws ``X(m)`` from its exact conditional law given
+  ``X(a)`` and ``X(b)`` (a Brownian bridge for the pair; closed form below), and stores it.
+
+So the values are exact at any times, asked in any order, and consistent with everything
+asked before: a rejected step's endpoint stays part of the path and the retried, shorter step
+sees the bridge between its ends (the "rejection sampling with memory" of Rackauckas & Nie
+2017, without their stack bookkeeping); dense saves, a second solve with ``brownian=sol.W`` and
+an adjoint running backwards read the same path.
+
+Why not a virtual Brownian tree (diffrax's ``VirtualBrownianTree``, constant memory): it
+answers a query at an arbitrary time only to a tolerance (the last level is interpolated),
+and each query walks ``O(log(1/tol))`` levels, each a draw for the whole state; here every
+value is exact and a forward step costs one draw. The price is memory: two numbers per
+component per distinct time asked (as much as saving the solution at every step).
+
+Fixed steps are fast: when the path is extended by the same step ``h`` as the extension
+before, it extends by 2, 4, ... up to 256 steps of ``h`` at once (one vectorised draw); a
+fixed-step solve then finds its step ends already stored. This only decides when values are
+drawn, never their law, and it is deterministic, so a seeded path gives the same values for
+the same sequence of queries (``same seed, same bits``).
+
+Bridge law (``rho = (m - a)/(b - a)``, ``sigma = 1 - rho``, ``q = 3 rho^2 - 3 rho + 1``; with
+``w2 = W(b) - W(a)``, ``k2 = K(b) - K(a) - h W(a)`` and ``w, k`` the same for ``m``):
+
+    E[w | .] = rho (3 rho - 2) w2 + 6 rho sigma k2 / h
+    E[k | .] = -rho^2 sigma h w2 + rho^2 (3 - 2 rho) k2
+    w = E[w] + sqrt(h) L00 z1,   k = E[k] + h^1.5 (L10 z1 + L11 z2)
+    L00 = sqrt(rho sigma q),  L10 = rho^1.5 sigma^2 (1 - 2 rho) / (2 sqrt(sigma q)),
+    L11 = sqrt(rho^3 sigma^3 / (12 q))
+
+(the conditional Gaussian of ``(W, int W)``; see e.g. Foster, Lyons & Oberhauser, "An
+optimal polynomial approximation of Brownian motion", SIAM J. Numer. Anal. 58 (2020)).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidArgument, InvalidType
+from .validation import check_tspan
+
+#: the longest run of equal steps drawn at once when the path is extended by a fixed step
+MAX_RUN = 256
+#: and at most this many numbers per run (a run's arrays stay in cache)
+RUN_ELEMENTS = 2 ** 15
+
+_SQRT3 = math.sqrt(3.0)
+#: times closer than this (relative) are the same time of the path
+_TIME_RESOLUTION = 8 * float(np.finfo(np.float64).eps)
+
+
+def _noise_shape(shape: Any) -> tuple[int, ...]:
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
+        shape = (int(shape),)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise InvalidType(
+            f"shape must be a tuple of non-negative integers, got {shape!r}") from None
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 0:
+            raise InvalidType(f"shape must be a tuple of non-negative integers, got {shape!r}")
+    return tuple(int(d) for d in dims)
+
+
+def check_seed(seed: Any, name: str = "seed") -> int | None:
+    """``seed`` must be ``None`` or a non-negative integer."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InvalidArgument(f"{name} must be a non-negative integer or None, got {seed!r}")
+    return int(seed)
+
+
+def _resolve_backend(backend: Any) -> Any:
+    from .backend import Backend
+
+    if isinstance(backend, Backend):
+        return backend
+    from .registry import registry
+    from .request import resolve_backend
+
+    return resolve_backend(registry(), backend)
+
+
+class BrownianPath:
+    """A seeded Wiener path on ``tspan`` with values of shape ``shape`` (module docstring).
+
+    Args:
+        tspan: ``(t0, t1)``; queries must lie in the closed interval. ``W(t)`` is measured
+            from ``t0`` (``W(t0) = 0``).
+        shape: the shape of ``W`` (for an SDE: ``u``'s shape for diagonal and additive noise,
+            ``()`` for scalar noise, ``(m,)`` for general noise).
+        seed: a non-negative integer making the path reproducible, or ``None``.
+        backend: a backend name or :class:`~autodiffeq.Backend` (default: the configured
+            one); the draws come from its generator and the values live on it.
+
+    ``W(t)`` is ``W(t) - W(t0)``; ``W(s, t)`` is the increment ``W(t) - W(s)``; both have
+    ``shape``. Values are kept in float64 (a float32 solve reads them rounded once, so
+    long paths do not accumulate float32 rounding).
+    """
+
+    def __init__(self, tspan: Any, shape: Any, seed: int | None = None,
+                 backend: Any = None) -> None:
+        t0, t1 = check_tspan(tspan)
+        self.tspan = (t0, t1)
+        self.shape = _noise_shape(shape)
+        self.seed = check_seed(seed)
+        be = _resolve_backend(backend)
+        if "rng" not in be.capabilities:
+            from .errors import UnsupportedCombination
+
+            raise UnsupportedCombination(
+                f"backend {be.name!r} has no random generator (capability 'rng'), so it cannot "
+                "carry a Brownian path", ())
+        self.backend = be
+        self._xp = be.xp
+        self.dtype = be.dtype(np.dtype(np.float64))
+        self.size = int(np.prod(self.shape, dtype=np.int64))
+        self._rng = be.rng(self.seed)
+        self._lo, self._hi = min(t0, t1), max(t0, t1)
+        # knots: sorted times and the values (W, K = int W), each flat of length size
+        self._times: list[float] = [self._lo]
+        zero = self._xp.zeros((self.size,), dtype=self.dtype)
+        self._values: list[tuple[Any, Any]] = [(zero, zero)]
+        self._run = 1
+        self._last_step: float | None = None
+
+    # ------------------------------------------------------------------ public queries
+    def __call__(self, s: Any, t: Any = None) -> Any:
+        """``W(s) - W(t0)`` (one argument) or ``W(t) - W(s)`` (two), of :attr:`shape`."""
+        if t is None:
+            w = self._value(float(s))[0] - self._value(self.tspan[0])[0]
+        else:
+            w = self._value(float(t))[0] - self._value(float(s))[0]
+        return self._xp.reshape(w, self.shape)
+
+    def increment(self, s: float, t: float, dtype: Any = None) -> Any:
+        """The flat increment ``W(t) - W(s)`` (length :attr:`size`) in ``dtype``."""
+        w = self._value(t)[0] - self._value(s)[0]
+        return w if dtype is None or dtype == self.dtype else self._xp.astype(w, dtype)
+
+    def increment_and_integral(self, s: float, t: float, dtype: Any = None
+                               ) -> tuple[Any, Any]:
+        """``(dW, I_(1,0))`` on ``[s, t]``, flat: ``dW = W(t) - W(s)`` and
+        ``I_(1,0) = int_s^t (W(r) - W(s)) dr`` (for ``t < s`` the same integrals taken
+        from ``s`` backwards: ``-int_t^s (W(r) - W(s)) dr``)."""
+        ws, ks = self._value(s)
+        wt, kt = self._value(t)
+        w = wt - ws
+        area = (kt - ks) - (t - s) * ws
+        if dtype is not None and dtype != self.dtype:
+            w, area = self._xp.astype(w, dtype), self._xp.astype(area, dtype)
+        return w, area
+
+    def levy_area(self, s: float, t: float) -> Any:
+        """The space-time Lévy area ``H = I_(1,0)/h - dW/2`` on ``[s, t]`` (``shape``)."""
+        w, area = self.increment_and_integral(float(s), float(t))
+        return self._xp.reshape(area / (float(t) - float(s)) - 0.5 * w, self.shape)
+
+    @property
+    def times(self) -> np.ndarray:
+        """The times at which the path's values are fixed so far (sorted)."""
+        return np.asarray(self._times, dtype=np.float64)
+
+    def covers(self, tspan: Any) -> bool:
+        """Whether every time of ``tspan`` lies inside this path's span."""
+        a, b = float(tspan[0]), float(tspan[1])
+        return self._lo <= min(a, b) and max(a, b) <= self._hi
+
+    def __repr__(self) -> str:
+        return (f"BrownianPath(tspan={self.tspan}, shape={self.shape}, seed={self.seed}, "
+                f"backend={self.backend.name!r}, knots={len(self._times)})")
+
+    # ------------------------------------------------------------------ knots
+    def _value(self, t: float) -> Any:
+        times = self._times
+        i = bisect.bisect_left(times, t)
+        if i < len(times) and times[i] == t:
+            return self._values[i]
+        tol = _TIME_RESOLUTION * abs(t)
+        if not self._lo - tol <= t <= self._hi + tol:
+            raise InvalidArgument(
+                f"time {t!r} is outside the Brownian path's span {self.tspan}")
+        t = min(max(t, self._lo), self._hi)
+        # a time within rounding of a knot is that knot: step ends computed as t + dt and as
+        # t0 + k dt differ in the last bits, and must not cost a bridge draw
+        if i < len(times) and times[i] - t <= tol:
+            return self._values[i]
+        if i and t - times[i - 1] <= tol:
+            return self._values[i - 1]
+        if i == len(times):
+            self._extend(t)
+            return self._values[i]
+        return self._bridge(i - 1, i, t)
+
+    def _normals(self, shape: tuple[int, ...]) -> Any:
+        return self.backend.normal(self._rng, shape, self.dtype)
+
+    def _extend(self, t: float) -> None:
+        """Draw the path forward from the last knot to ``t`` (module docstring)."""
+        xp = self._xp
+        t_last = self._times[-1]
+        h = t - t_last
+        last_step = self._last_step
+        if last_step is not None and abs(h - last_step) <= 1e-9 * abs(last_step):
+            # equal steps: draw ahead, up to MAX_RUN steps and RUN_ELEMENTS numbers at once
+            # (larger blocks would leave the cache and cost more than they save)
+            self._run = min(2 * self._run, MAX_RUN, max(1, RUN_ELEMENTS // max(self.size, 1)))
+        else:
+            self._run = 1
+        self._last_step = h
+        times = [t]
+        while len(times) < self._run:
+            nxt = times[-1] + h
+            if nxt > self._hi:
+                break
+            times.append(nxt)
+        count = len(times)
+        sq = math.sqrt(h)
+        c_w, c_k = 0.5 * h * sq, (0.5 / _SQRT3) * h * sq
+        w_last, k_last = self._values[-1]
+        if count == 1:
+            z = self._normals((2, self.size))
+            w = w_last + sq * z[0, ...]
+            k = k_last + h * w_last + (c_w * z[0, ...] + c_k * z[1, ...])
+            self._times.append(t)
+            self._values.append((w, k))
+            return
+        z = self._normals((2, count, self.size))
+        z_w, z_k = z[0, ...], z[1, ...]
+        cumsum = getattr(xp, "cumulative_sum", None) or xp.cumsum
+        w = w_last + cumsum(sq * z_w, axis=0)
+        w_before = xp.concat([w_last[None, :], w[:-1, :]], axis=0)
+        k = k_last + cumsum(h * w_before + (c_w * z_w + c_k * z_k), axis=0)
+        self._times.extend(times)
+        self._values.extend((w[j, ...], k[j, ...]) for j in range(count))
+
+    def _bridge(self, ia: int, ib: int, t: float) -> Any:
+        """Draw the knot at ``t`` between knots ``ia`` and ``ib`` (module docstring)."""
+        ta, tb = self._times[ia], self._times[ib]
+        (wa, ka), (wb, kb) = self._values[ia], self._values[ib]
+        h = tb - ta
+        r = t - ta
+        rho = r / h
+        sig = 1.0 - rho
+        q = 3.0 * rho * rho - 3.0 * rho + 1.0
+        w2 = wb - wa
+        k2 = kb - ka - h * wa
+        z = self._normals((2, self.size))
+        sq = math.sqrt(h)
+        l00 = math.sqrt(max(rho * sig * q, 0.0))
+        l10 = rho ** 1.5 * sig * sig * (1.0 - 2.0 * rho) / (2.0 * math.sqrt(max(sig * q, 1e-300)))
+        l11 = math.sqrt(max(rho ** 3 * sig ** 3 / (12.0 * q), 0.0))
+        w = ((rho * (3.0 * rho - 2.0)) * w2 + (6.0 * rho * sig / h) * k2
+             + (sq * l00) * z[0, ...])
+        k = ((-rho * rho * sig * h) * w2 + (rho * rho * (3.0 - 2.0 * rho)) * k2
+             + (h * sq) * (l10 * z[0, ...] + l11 * z[1, ...]))
+        value = (wa + w, ka + r * wa + k)
+        self._times.insert(ib, t)
+        self._values.insert(ib, value)
+        return value
+
+    def tiled(self, reps: int) -> TiledBrownianPath:
+        """A view with ``reps`` copies of this path's values side by side (shape
+        ``(reps * size,)``): the noise of an augmented system whose blocks are all driven by
+        this ``W`` (the forward sensitivities of an SDE with diagonal noise)."""
+        return TiledBrownianPath(self, reps)
+
+
+class TiledBrownianPath(BrownianPath):
+    """``reps`` copies of a :class:`BrownianPath` side by side; its values are the parent's
+    (queries refine the parent), so solves on the view and on the parent read one path."""
+
+    def __init__(self, parent: BrownianPath, reps: int) -> None:  # noqa: D107 (a view)
+        self.parent = parent
+        self.reps = int(reps)
+        self.tspan = parent.tspan
+        self.seed = parent.seed
+        self.backend = parent.backend
+        self._xp = parent._xp
+        self.dtype = parent.dtype
+        self.size = self.reps * parent.size
+        self.shape = (self.size,)
+        self._lo, self._hi = parent._lo, parent._hi
+
+    @property
+    def times(self) -> np.ndarray:
+        return self.parent.times
+
+    def _value(self, t: float) -> Any:
+        w, k = self.parent._value(t)
+        xp = self._xp
+        return xp.concat([w] * self.reps), xp.concat([k] * self.reps)
+
+    def __repr__(self) -> str:
+        return f"TiledBrownianPath({self.parent!r}, reps={self.reps})"
