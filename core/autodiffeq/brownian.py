@@ -71,7 +71,7 @@ RUN_ELEMENTS = 2 ** 15
 
 _SQRT3 = math.sqrt(3.0)
 #: times closer than this (relative) are the same time of the path
-_TIME_RESOLUTION = 8 * float(np.finfo(np.float64).eps)
+_TIME_RESOLUTION = 16 * float(np.finfo(np.float64).eps)
 
 
 def _noise_shape(shape: Any) -> tuple[int, ...]:
@@ -150,6 +150,7 @@ class BrownianPath:
         self._values: list[tuple[Any, Any]] = [(zero, zero)]
         self._run = 1
         self._last_step: float | None = None
+        self._origin, self._steps = self._lo, 0  # a run of equal steps: start, steps so far
 
     # ------------------------------------------------------------------ public queries
     def __call__(self, s: Any, t: Any = None) -> Any:
@@ -232,15 +233,21 @@ class BrownianPath:
             # equal steps: draw ahead, up to MAX_RUN steps and RUN_ELEMENTS numbers at once
             # (larger blocks would leave the cache and cost more than they save)
             self._run = min(2 * self._run, MAX_RUN, max(1, RUN_ELEMENTS // max(self.size, 1)))
+            self._steps += 1
         else:
             self._run = 1
+            self._origin, self._steps = t_last, 1
         self._last_step = h
+        # the times ahead as a fixed-step driver computes them, origin + m dt (repeated
+        # addition would drift from them by more than the time resolution)
+        step = (t - self._origin) / self._steps
         times = [t]
         while len(times) < self._run:
-            nxt = times[-1] + h
+            nxt = self._origin + (self._steps + len(times)) * step
             if nxt > self._hi:
                 break
             times.append(nxt)
+        self._steps += len(times) - 1
         count = len(times)
         sq = math.sqrt(h)
         c_w, c_k = 0.5 * h * sq, (0.5 / _SQRT3) * h * sq

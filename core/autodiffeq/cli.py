@@ -75,10 +75,14 @@ def _print_text(cat: dict[str, Any]) -> None:
             adaptive = "adaptive" if s["adaptive"] else "fixed-step"
             err = f", error order {s['error_order']}" if s["error_order"] is not None else ""
             stiff = ", stiff" if s["stiff"] else ""
+            noise = ""
+            if s.get("noise_types"):  # stochastic solvers: weak order, noise, interpretation
+                noise = (f" weak-order={s['weak_order']} noise={','.join(s['noise_types'])} "
+                         f"{'/'.join(s.get('interpretations') or ())}")
             out(
                 f"  solver   {s['name']:<12} family={s['family']} order={s['order']} "
                 f"{adaptive}{err} dense-order={s['dense_order']}{stiff} "
-                f"problems={','.join(s['problem_types'])}\n"
+                f"problems={','.join(s['problem_types'])}{noise}\n"
             )
         for b in plugin["backends"]:
             status = "available" if b["available"] else f"unavailable: {b['unavailable_reason']}"

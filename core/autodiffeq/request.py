@@ -223,8 +223,10 @@ def build_request(prob: Any, alg: Any, options: dict[str, Any], alg_options: dic
     if dt is not None:
         dt = check_positive_number(abs(dt) if is_real(dt) else dt, "dt")
     if not adaptive and dt is None:
+        why = ("adaptive=False" if options["adaptive"] is False
+               else f"solver {spec.name!r} has no error estimate, so it steps with a fixed dt")
         raise InvalidArgument(
-            f"dt is required for a fixed-step solve (adaptive=False, solver {spec.name!r}): "
+            f"dt is required for a fixed-step solve ({why}, solver {spec.name!r}): "
             "pass solve(..., dt=step)"
         )
     maxiters = options["maxiters"]

@@ -10,7 +10,7 @@ Solvers (strong order / weak order; noise kinds; interpretation):
 * ``SRIW1``, ``SOSRI`` (and ``SRIW2``, ``SOSRI2``) — Rößler SRI: 1.5 / 2 (SRIW2: 3); diagonal,
   scalar, additive; Itô; adaptive. ``SOSRI`` is the default for diagonal and scalar noise.
 * ``SRA1``, ``SOSRA`` (and ``SRA2``, ``SOSRA2``) — Rößler SRA: 1.5 / 2; additive noise (any
-  shape, including general); Itô = Stratonovich; adaptive. ``SOSRA`` is the default for
+  shape); Itô = Stratonovich; adaptive. ``SOSRA`` is the default for
   additive noise.
 
 See docs/sde.md.
