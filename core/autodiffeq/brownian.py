@@ -225,7 +225,6 @@ class BrownianPath:
 
     def _extend(self, t: float) -> None:
         """Draw the path forward from the last knot to ``t`` (module docstring)."""
-        xp = self._xp
         t_last = self._times[-1]
         h = t - t_last
         last_step = self._last_step
@@ -251,22 +250,21 @@ class BrownianPath:
         count = len(times)
         sq = math.sqrt(h)
         c_w, c_k = 0.5 * h * sq, (0.5 / _SQRT3) * h * sq
-        w_last, k_last = self._values[-1]
-        if count == 1:
-            z = self._normals((2, self.size))
-            w = w_last + sq * z[0, ...]
-            k = k_last + h * w_last + (c_w * z[0, ...] + c_k * z[1, ...])
-            self._times.append(t)
-            self._values.append((w, k))
-            return
+        w, k = self._values[-1]
+        # W and K built in the buffer of the normals, row by row (dW = sqrt(h) z_w,
+        # K increment = h W_before + c_w z_w + c_k z_k): no block-sized temporaries
         z = self._normals((2, count, self.size))
-        z_w, z_k = z[0, ...], z[1, ...]
-        cumsum = getattr(xp, "cumulative_sum", None) or xp.cumsum
-        w = w_last + cumsum(sq * z_w, axis=0)
-        w_before = xp.concat([w_last[None, :], w[:-1, :]], axis=0)
-        k = k_last + cumsum(h * w_before + (c_w * z_w + c_k * z_k), axis=0)
+        for j in range(count):
+            zw, zk = z[0, j, ...], z[1, j, ...]
+            zk *= c_k
+            zk += c_w * zw
+            zk += h * w
+            zk += k
+            zw *= sq
+            zw += w
+            w, k = zw, zk
+            self._values.append((w, k))
         self._times.extend(times)
-        self._values.extend((w[j, ...], k[j, ...]) for j in range(count))
 
     def _bridge(self, ia: int, ib: int, t: float) -> Any:
         """Draw the knot at ``t`` between knots ``ia`` and ``ib`` (module docstring)."""

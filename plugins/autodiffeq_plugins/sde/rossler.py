@@ -107,8 +107,8 @@ class SRI(RosslerMethod):
         self.error_order = 1.5
         self._a1, self._b1 = _rows(tab.A1), _rows(tab.B1)
         s = self._s
-        self._beta = [tuple(float(b[i]) for b in (tab.beta1, tab.beta2, tab.beta3, tab.beta4))
-                      for i in range(s)]
+        self._beta_columns = [[(i, float(b[i])) for i in range(s) if b[i] != 0.0]
+                              for b in (tab.beta1, tab.beta2, tab.beta3, tab.beta4)]
         # stages equal to u (no contributions) evaluate f and g at u: keep one evaluation
         self._f_same = [i for i in range(s) if not self._a0[i] and not self._b0[i]]
         self._g_same = [i for i in range(s) if not self._a1[i] and not self._b1[i]]
@@ -122,9 +122,10 @@ class SRI(RosslerMethod):
                 noise: tuple[Any, Any], want_error: bool) -> tuple[Any, Any]:
         dw, area = noise
         sq = math.sqrt(dt)
-        chi1 = (dw * dw - dt) * (0.5 / sq)
+        dw2 = dw * dw
+        chi1 = (dw2 - dt) * (0.5 / sq)
         chi2 = area * (1.0 / dt)
-        chi3 = (dw * dw - 3.0 * dt) * dw * (1.0 / (6.0 * dt))
+        chi3 = (dw2 - 3.0 * dt) * dw * (1.0 / (6.0 * dt))
         F: list[Any] = []
         G: list[Any] = []
         f_u = g_u = None
@@ -155,15 +156,18 @@ class SRI(RosslerMethod):
             else:
                 G.append(g(h1, p, tg))
         drift = _combine(self._alpha, F, dt)
+        # sum_i (b1_i dW + b2_i chi1 + ...) G_i as (sum_i b1_i G_i) dW + ...: one product
+        # with each noise quantity instead of one per stage
         lower = None  # the order-1.0 noise part
         upper = None  # the order-1.5 terms (the error estimate E2)
-        for i in range(self._s):
-            b1, b2, b3, b4 = self._beta[i]
-            if b1 or b2:
-                term = (b1 * dw + b2 * chi1) * G[i] if b2 else (b1 * dw) * G[i]
+        for column, chi in enumerate((dw, chi1, chi2, chi3)):
+            weighted = _combine(self._beta_columns[column], G, 1.0)
+            if weighted is None:
+                continue
+            term = weighted * chi
+            if column < 2:
                 lower = term if lower is None else lower + term
-            if b3 or b4:
-                term = (b3 * chi2 + b4 * chi3) * G[i]
+            else:
                 upper = term if upper is None else upper + term
         u_new = u + drift
         if lower is not None:
