@@ -143,3 +143,15 @@ def test_delay_equation_benchmark_quick_run(tmp_path):
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert (tmp_path / "dde.csv").stat().st_size > 100
+
+
+@pytest.mark.slow
+def test_stochastic_benchmark_quick_run(tmp_path):
+    """benchmarks/sde.py runs (peers that are not installed are skipped with a message)."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "sde.py"), "--quick", "--out",
+         str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert (tmp_path / "sde.csv").stat().st_size > 100

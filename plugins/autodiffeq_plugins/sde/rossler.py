@@ -60,8 +60,32 @@ def _combine(pairs: list[tuple[int, float]], values: list[Any], scale: float) ->
     total = None
     for j, a in pairs:
         term = (scale * a) * values[j]
-        total = term if total is None else total + term
+        total = term if total is None else _accumulate(total, term)
     return total
+
+
+def _shifted(u: Any, part: Any) -> Any:
+    """``u + part`` (``part`` fresh, so the sum is formed in its buffer), or ``u`` itself when
+    ``part`` is ``None``."""
+    return u if part is None else _accumulate(part, u)
+
+
+def _accumulate(total: Any, term: Any) -> Any:
+    """``total + term`` formed in the buffer of ``total`` (a fresh array) when both are arrays
+    of one type; otherwise (an autograd box on either side) out of place."""
+    if type(total) is type(term):
+        total += term
+        return total
+    return total + term
+
+
+def _scaled(total: Any, factor: Any) -> Any:
+    """``total * factor`` in the buffer of ``total`` (fresh) where :func:`_accumulate` would
+    add in place."""
+    if type(total) is type(factor):
+        total *= factor
+        return total
+    return total * factor
 
 
 def _distinct_stages(rows_f: list[list[tuple[int, float]]],
@@ -130,19 +154,14 @@ class SRI(RosslerMethod):
         G: list[Any] = []
         f_u = g_u = None
         for i in range(self._s):
-            h0 = u
-            part = _combine(self._a0[i], F, dt)
-            if part is not None:
-                h0 = h0 + part
+            h0 = _shifted(u, _combine(self._a0[i], F, dt))
             if self._b0[i]:
-                h0 = h0 + chi2 * _combine(self._b0[i], G, 1.0)
-            h1 = u
-            part = _combine(self._a1[i], F, dt)
-            if part is not None:
-                h1 = h1 + part
+                part = chi2 * _combine(self._b0[i], G, 1.0)
+                h0 = u + part if h0 is u else _accumulate(h0, part)
+            h1 = _shifted(u, _combine(self._a1[i], F, dt))
             part = _combine(self._b1[i], G, sq)
             if part is not None:
-                h1 = h1 + part
+                h1 = u + part if h1 is u else _accumulate(h1, part)
             tf = t + self._c0[i] * dt
             if h0 is u and tf == t:
                 f_u = f(u, p, t) if f_u is None else f_u
@@ -164,16 +183,16 @@ class SRI(RosslerMethod):
             weighted = _combine(self._beta_columns[column], G, 1.0)
             if weighted is None:
                 continue
-            term = weighted * chi
+            weighted = _scaled(weighted, chi)
             if column < 2:
-                lower = term if lower is None else lower + term
+                lower = weighted if lower is None else _accumulate(lower, weighted)
             else:
-                upper = term if upper is None else upper + term
-        u_new = u + drift
+                upper = weighted if upper is None else _accumulate(upper, weighted)
+        u_new = _shifted(u, drift)
         if lower is not None:
-            u_new = u_new + lower
+            u_new = _accumulate(u_new, lower)
         if upper is not None:
-            u_new = u_new + upper
+            u_new = _accumulate(u_new, upper)
         return u_new, (self.embedded_error(F, dt, upper) if want_error else None)
 
 
