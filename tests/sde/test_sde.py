@@ -97,6 +97,9 @@ def test_seed_and_brownian_errors() -> None:
         ade.solve(_prob(noise="scalar"), brownian=ade.BrownianPath((0.0, 1.0), (4,)))
     with pytest.raises(ade.InvalidType, match="BrownianPath"):
         ade.solve(prob, brownian=np.zeros(4))
+    with pytest.raises(ade.InvalidArgument, match="lives on backend 'array_api_strict'"):
+        ade.solve(prob, brownian=ade.BrownianPath((0.0, 1.0), (4,),
+                                                  backend="array_api_strict"))
     with pytest.raises(ade.InvalidArgument, match="either seed= or brownian="):
         ade.solve(prob, seed=1, brownian=ade.BrownianPath((0.0, 1.0), (4,)))
     with pytest.raises(ade.InvalidArgument, match="applies to SDE problems, not to ODE"):
