@@ -34,6 +34,8 @@ from autodiffeq.errors import UnsupportedCombination
 from autodiffeq.replay import unflattener
 from autodiffeq.sensitivity import ForwardRecord, GradientRequest
 
+from .stacking import stack_rows
+
 #: the fixed-point criterion of the method of steps (two successive end states agree to this
 #: in units of the error norm), and its attempt limit
 FIXEDPOINT_TOL = 1e-2
@@ -152,8 +154,6 @@ class DelaySteps:
 
 def replay_delay_equation(request: GradientRequest, record: ForwardRecord) -> Any:
     """``(u0_flat, p_flat) -> saved states (nsave, n)`` of the delay equation (module doc)."""
-    import autograd.numpy as anp
-
     steps = DelaySteps(request, record)
     wanted = set(int(i) for i in record.save_index)
     order = list(record.save_index)
@@ -168,7 +168,7 @@ def replay_delay_equation(request: GradientRequest, record: ForwardRecord) -> An
             u = u_new
             if k + 1 in wanted:
                 saved[k + 1] = u
-        return anp.stack([saved[int(i)] for i in order])
+        return stack_rows([saved[int(i)] for i in order])
 
     return replay
 

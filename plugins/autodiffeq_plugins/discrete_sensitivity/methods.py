@@ -34,6 +34,8 @@ from autodiffeq.sensitivity import (
     record_from_solution,
 )
 
+from .stacking import stack_rows
+
 
 def _p_flat(request: GradientRequest) -> np.ndarray:
     if request.n_p == 0:
@@ -58,8 +60,6 @@ def require_traceable(derivs: Any, what: str) -> None:
 def _replay(request: GradientRequest, record: ForwardRecord) -> Any:
     """``(u0_flat, p_flat) -> saved states (nsave, n)`` by re-running the accepted steps with
     the traceable step map (autograd.numpy operations only)."""
-    import autograd.numpy as anp
-
     if _delay_equation(request):
         from .dde_replay import replay_delay_equation
 
@@ -86,7 +86,7 @@ def _replay(request: GradientRequest, record: ForwardRecord) -> Any:
             u = solvers[k].functional_step(f, u, p, float(ts[k]), float(ts[k + 1] - ts[k]))
             if k + 1 in wanted:
                 saved[k + 1] = u
-        return anp.stack([saved[int(i)] for i in order])
+        return stack_rows([saved[int(i)] for i in order])
 
     return replay
 

@@ -24,6 +24,8 @@ from autodiffeq.replay import unflattener
 from autodiffeq.sde_terms import SDERHS
 from autodiffeq.sensitivity import ForwardRecord, GradientRequest
 
+from .stacking import stack_rows
+
 
 class SDESteps:
     """The step maps of one SDE solve on its path (module docstring)."""
@@ -76,8 +78,6 @@ class SDESteps:
 
 def replay_sde(request: GradientRequest, record: ForwardRecord) -> Any:
     """``(u0_flat, p_flat) -> saved states (nsave, n)`` on the forward solve's path."""
-    import autograd.numpy as anp
-
     steps = SDESteps(request, record)
     wanted = set(int(i) for i in record.save_index)
     order = list(record.save_index)
@@ -89,7 +89,7 @@ def replay_sde(request: GradientRequest, record: ForwardRecord) -> Any:
             u = steps.step(k, u, p_flat)
             if k + 1 in wanted:
                 saved[k + 1] = u
-        return anp.stack([saved[int(i)] for i in order])
+        return stack_rows([saved[int(i)] for i in order])
 
     return replay
 
