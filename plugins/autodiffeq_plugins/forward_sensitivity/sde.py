@@ -30,6 +30,8 @@ from autodiffeq.errors import UnsupportedCombination
 from autodiffeq.replay import unflattener
 from autodiffeq.sensitivity import ForwardRecord, GradientRequest
 
+from .augmented import sensitivity_record, tiled_tolerances
+
 
 class AugmentedSDE:
     """The drift and diffusion of ``[u, S_1, ..., S_k]`` (module docstring)."""
@@ -116,23 +118,8 @@ def forward(request: GradientRequest, error_control: str, save_index: Any) -> Fo
     options: dict[str, Any] = {"brownian": aug_path, "seed": None}
     if error_control == "state":  # the steps of the plain solve: the error sees u only
         options["error_components"] = n
-    for name in ("rtol", "atol"):
-        value = request.solve_options.get(name)
-        if value is not None and np.ndim(value) > 0:
-            flat = np.broadcast_to(np.asarray(value, dtype=np.float64), aug.shape).reshape(-1)
-            options[name] = np.tile(flat, k + 1)
+    options.update(tiled_tolerances(request, aug.shape, k))
     aug_prob = aug.problem()
     sol = request.solve(prob=aug_prob, **options)
     sol.W = path
-    xp = request.backend.xp
-    ts = np.asarray(sol.t, dtype=np.float64)
-    ys = xp.reshape(sol.u, (len(ts), n * (k + 1)))
-    index = save_index(request, ts)
-    saved = xp.take(ys, xp.asarray(index), axis=0)
-    st = xp.reshape(saved[:, n:], (len(index), k, n))
-    s_init = np.zeros((k, n))
-    s_init[: aug.n_u0, :] = np.eye(aug.n_u0, n)
-    return ForwardRecord(sol, ts, ys[:, :n], index,
-                         {"st": st, "n_u0": aug.n_u0, "k": k, "s_init": s_init,
-                          "augmented": (aug_prob, options), "events": [],
-                          "event_sensitivities": []})
+    return sensitivity_record(request, sol, n, k, aug.n_u0, (aug_prob, options), save_index)
