@@ -35,8 +35,8 @@ The example
    backend, skipped with a message when matplotlib is not installed).
 
 The noise levels are not fitted: the mean over paths hardly depends on them. The fitted
-parameters differ from ``p*`` by the Monte Carlo error of a mean over ``P`` paths (about 1-2 %
-at ``P = 256``; more paths, less error, slower). The script exits with status 1 if the
+parameters differ from ``p*`` by the Monte Carlo error of a mean over ``P`` paths (up to about
+1 % at ``P = 256``; more paths, less error, slower). The script exits with status 1 if the
 gradient disagrees with the differences or a fitted parameter is more than 5 % from the
 truth. About 15 s of CPU time::
 

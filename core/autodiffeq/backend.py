@@ -15,6 +15,18 @@ import numpy as np
 from .errors import UnsupportedCombination
 
 
+def host_generator(seed: Any = None) -> np.random.Generator:
+    """NumPy's generator on the SFC64 bit generator (Chris Doty-Humphrey's Small Fast Chaotic
+    PRNG, in NumPy since 1.17), seeded by ``seed`` (an ``int``, a
+    ``numpy.random.SeedSequence`` or ``None``): the host generator of the CPU backends.
+
+    Why not ``numpy.random.default_rng`` (PCG64): an SDE solve on a fresh Brownian path spends
+    much of its time drawing normals, and SFC64 draws them about 1.6x faster (7.7 vs 12.6 ns
+    per float64 normal on a 2-core EPYC VM), with the same statistical standing (it passes
+    PractRand and TestU01's BigCrush; NumPy lists it as a recommended bit generator)."""
+    return np.random.Generator(np.random.SFC64(seed))
+
+
 class Backend:
     """Base class of array backends. Subclasses set ``name``, ``xp`` and ``device``.
 
@@ -78,7 +90,7 @@ class Backend:
         raise UnsupportedCombination(f"backend {self.name!r} has no dense LU (capability 'lu')")
 
     # ------------------------------------------------------------------ RNG
-    def rng(self, seed: int | None = None) -> Any:
+    def rng(self, seed: Any = None) -> Any:
         """A seeded random generator of this backend."""
         raise UnsupportedCombination(
             f"backend {self.name!r} has no random generator (capability 'rng')"
@@ -93,3 +105,14 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} on {self.device}>"
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # a backend travels (to worker processes, in a pickled solution) as its registered
+        # name and is made again there from the default registry
+        return (_registered_backend, (self.name,))
+
+
+def _registered_backend(name: str) -> Backend:
+    from .registry import registry
+
+    return registry().get_backend(name)

@@ -88,12 +88,14 @@ def _noise_shape(shape: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in dims)
 
 
-def check_seed(seed: Any, name: str = "seed") -> int | None:
-    """``seed`` must be ``None`` or a non-negative integer."""
-    if seed is None:
-        return None
+def check_seed(seed: Any, name: str = "seed") -> int | np.random.SeedSequence | None:
+    """``seed`` must be ``None``, a non-negative integer or a ``numpy.random.SeedSequence``
+    (an ensemble's trajectory seeds are: :func:`autodiffeq.trajectory_seed`)."""
+    if seed is None or isinstance(seed, np.random.SeedSequence):
+        return seed
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise InvalidArgument(f"{name} must be a non-negative integer or None, got {seed!r}")
+        raise InvalidArgument(f"{name} must be a non-negative integer, a "
+                              f"numpy.random.SeedSequence or None, got {seed!r}")
     return int(seed)
 
 
@@ -116,7 +118,8 @@ class BrownianPath:
             from ``t0`` (``W(t0) = 0``).
         shape: the shape of ``W`` (for an SDE: ``u``'s shape for diagonal and additive noise,
             ``()`` for scalar noise, ``(m,)`` for general noise).
-        seed: a non-negative integer making the path reproducible, or ``None``.
+        seed: a non-negative integer (or a ``numpy.random.SeedSequence``) making the path
+            reproducible, or ``None``.
         backend: a backend name or :class:`~autodiffeq.Backend` (default: the configured
             one); the draws come from its generator and the values live on it.
 
@@ -125,7 +128,7 @@ class BrownianPath:
     long paths do not accumulate float32 rounding).
     """
 
-    def __init__(self, tspan: Any, shape: Any, seed: int | None = None,
+    def __init__(self, tspan: Any, shape: Any, seed: Any = None,
                  backend: Any = None) -> None:
         t0, t1 = check_tspan(tspan)
         self.tspan = (t0, t1)
@@ -151,6 +154,17 @@ class BrownianPath:
         self._run = 1
         self._last_step: float | None = None
         self._origin, self._steps = self._lo, 0  # a run of equal steps: start, steps so far
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the array namespace is a module: it travels as the backend's name (which pickles
+        # by name) and is taken from the backend again on arrival
+        state = dict(self.__dict__)
+        state.pop("_xp", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._xp = self.backend.xp
 
     # ------------------------------------------------------------------ public queries
     def __call__(self, s: Any, t: Any = None) -> Any:

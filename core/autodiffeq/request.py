@@ -21,6 +21,7 @@ import numpy as np
 
 from . import config
 from .backend import Backend
+from .brownian import check_seed
 from .callbacks import Callback, normalize_callbacks
 from .errors import (
     BackendUnavailable,
@@ -121,7 +122,7 @@ class SolveRequest:
     tstops: np.ndarray
     dense: bool
     progress: bool
-    seed: int | None
+    seed: Any
     u0: Any
     dtype: Any
     shape: tuple[int, ...]
@@ -176,10 +177,7 @@ def build_request(prob: Any, alg: Any, options: dict[str, Any], alg_options: dic
                 "observers must be objects with on_step(t, t_new, u, u_new, stepper, "
                 f"component); got {type(obs).__name__}"
             )
-    seed = options["seed"]
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-                             or seed < 0):
-        raise InvalidArgument(f"seed must be a non-negative integer or None, got {seed!r}")
+    seed = check_seed(options["seed"])
     extra = {}
     for name in ("brownian",):
         value = options.get(name)
@@ -298,7 +296,7 @@ def build_request(prob: Any, alg: Any, options: dict[str, Any], alg_options: dic
         tstops=stop_times,
         dense=dense,
         progress=progress,
-        seed=None if seed is None else int(seed),
+        seed=seed,
         u0=u0_flat,
         dtype=dtype,
         shape=shape,

@@ -136,7 +136,9 @@ def test_stochastic_backsolve_adjoint_converges_to_the_pathwise_gradient(interpr
             sol = ade.solve(prob.remake(p=p), alg, dt=dt, adaptive=False, brownian=W,
                             saveat=[T], sensealg="BacksolveAdjoint")
             return anp.sum(WEIGHTS * sol.u[-1])
-        errors.append(np.max(np.abs(autograd.grad(loss)(P0) - exact) / np.abs(exact)))
+        # relative to the gradient's size: a component near zero (d/dsigma vanishes where
+        # W(T) = 2 c sigma T) has no relative accuracy to speak of
+        errors.append(np.max(np.abs(autograd.grad(loss)(P0) - exact)) / np.max(np.abs(exact)))
     assert errors[1] < 20 * 2.0 ** -9
     assert errors[1] < errors[0] / 4  # order ~1: 8x smaller for 8x smaller steps
 
@@ -156,7 +158,9 @@ def test_backsolve_matches_discrete_methods_on_scalar_and_additive_noise() -> No
 
         grads = [autograd.grad(loss)(P0, s) for s in ("BacksolveAdjoint", "DiscreteAdjoint")]
         # the Heun adjoint's O(dt) error against the exact derivative of the discrete solve
-        np.testing.assert_allclose(grads[0], grads[1], rtol=20 * 2.0 ** -10)
+        # (relative to the gradient's size, not per component: one may be near zero)
+        np.testing.assert_allclose(grads[0], grads[1], rtol=0,
+                                   atol=20 * 2.0 ** -10 * np.max(np.abs(grads[1])))
     general = ade.SDEProblem(drift, lambda u, p, t: p[1] * anp.ones((N, 2)) * u[:, None], U0,
                              (0.0, T), P0, noise="general", noise_dim=2)
     with pytest.raises(ade.UnsupportedCombination, match="general"):

@@ -7,7 +7,7 @@ from typing import Any
 import array_api_strict as xp
 import numpy as np
 
-from autodiffeq.backend import Backend
+from autodiffeq.backend import Backend, host_generator
 
 
 class ArrayApiStrictBackend(Backend):
@@ -31,10 +31,10 @@ class ArrayApiStrictBackend(Backend):
     def lu_solve(self, factor: Any, b: Any) -> Any:
         return factor.solve(b)
 
-    def rng(self, seed: int | None = None) -> np.random.Generator:
+    def rng(self, seed: Any = None) -> np.random.Generator:
         """NumPy's generator: draws are made on the host and converted by :meth:`normal` (a
         test backend; a device backend draws on the device)."""
-        return np.random.default_rng(seed)
+        return host_generator(seed)
 
 
 class _StrictLU:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from autodiffeq.backend import Backend
+from autodiffeq.backend import Backend, host_generator
 
 #: SuperLU supernode relaxation and panel size (see :meth:`NumpyBackend._sparse_lu`)
 SUPERLU_TUNING = {"relax": 2, "panel_size": 6}
@@ -129,8 +129,8 @@ class NumpyBackend(Backend):
         x[perm] = factor[1].solve(b[perm])
         return x
 
-    def rng(self, seed: int | None = None) -> np.random.Generator:
-        return np.random.default_rng(seed)
+    def rng(self, seed: Any = None) -> np.random.Generator:
+        return host_generator(seed)
 
     def normal(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> Any:
         return rng.standard_normal(shape, dtype=dtype)

@@ -33,6 +33,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from autodiffeq.controller import PIController
 
 from .base import SDEStepper
@@ -137,6 +139,12 @@ class SRI(RosslerMethod):
         self._f_same = [i for i in range(s) if not self._a0[i] and not self._b0[i]]
         self._g_same = [i for i in range(s) if not self._a1[i] and not self._b1[i]]
         self._error_stages = self.error_stages()
+        self._plan = _StackedSRI(self) if not self.general else None
+
+    def step(self, t: float, u: Any, dt: float) -> tuple[Any, Any]:
+        if self._plan is None or not self.backend.is_native(u):
+            return super().step(t, u, dt)
+        return self._plan.step(t, u, dt, self.rhs.increments(t, dt))
 
     def error_stages(self) -> list[int]:
         """The drift stages summed in ``E1``: those with distinct states."""
@@ -274,3 +282,175 @@ def _module_level(cls: type) -> Any:
     cls.__module__ = __name__
     globals()[cls.__name__] = cls
     return cls
+
+
+class _StackedSRI:
+    """The SRI step of :meth:`SRI.formula` (diagonal, scalar and additive noise) as matrix
+    products over the stacked stage values, for a solve on backend arrays (the formula stays
+    the traceable reference that the pathwise gradients differentiate).
+
+    The stage values are stacked in one buffer in the order they are computed,
+    ``S = [u; F_0; G_0; F_1; G_1; ...]`` (a stage whose state is ``u`` at the same time as an
+    earlier one is not evaluated again: its coefficients go to that stage's row), so that
+
+        H1_i = [1, h A1_i, sqrt(h) B1_i] @ S[:k_i],
+        H0_i = [1, h A0_i] @ S[:k_i] + I_(1,0) (B0_i / h) @ S[:k_i],
+
+    and the update is one product ``Y = C @ S`` with the rows ``C`` = (drift
+    ``[1, h alpha, 0]``, ``beta1``, ``beta2 / (2 sqrt h)``, ``beta3 / h``, ``beta4 / (6 h)``,
+    the error's drift part ``delta h sum_{i in E} F_i``), after which
+
+        u_new = Y_0 + Y_1 dW + Y_2 (dW^2 - h) + E2,   E2 = Y_3 I_(1,0) + Y_4 (dW^2 - 3h) dW,
+        err = Y_5 + E2
+
+    (the module docstring's formula with the ``chi`` factors' constants folded into ``C``).
+    The coefficient matrices are scaled in place each step; nothing else is allocated but the
+    products."""
+
+    def __init__(self, method: SRI) -> None:
+        self.method = method
+        backend = method.backend
+        rhs = method.rhs
+        xp = backend.xp
+        s = method._s
+        empty = [not method._a0[i] and not method._b0[i] for i in range(s)]
+        empty_g = [not method._a1[i] and not method._b1[i] for i in range(s)]
+        # the stage whose evaluation stage i reuses (itself unless its state is u at the
+        # time of an earlier such stage)
+        rep_f = [next((j for j in range(i) if empty[i] and empty[j]
+                       and method._c0[j] == method._c0[i]), i) for i in range(s)]
+        rep_g = [next((j for j in range(i) if empty_g[i] and empty_g[j]
+                       and method._c1[j] == method._c1[i]), i) for i in range(s)]
+        row_f: dict[int, int] = {}
+        row_g: dict[int, int] = {}
+        order: list[tuple[str, int]] = []
+        for i in range(s):
+            if rep_f[i] == i:
+                row_f[i] = 1 + len(order)
+                order.append(("f", i))
+            if rep_g[i] == i:
+                row_g[i] = 1 + len(order)
+                order.append(("g", i))
+        width = 1 + len(order)
+        self.evaluations = [(kind, i, 1 + k) for k, (kind, i) in enumerate(order)]
+        self.nf = sum(1 for kind, _ in order if kind == "f")
+        self.ng = len(order) - self.nf
+        f_cols = np.zeros(width, dtype=bool)
+        f_cols[list(row_f.values())] = True
+        g_cols = np.zeros(width, dtype=bool)
+        g_cols[list(row_g.values())] = True
+
+        def row(f_part: list[tuple[int, float]], g_part: list[tuple[int, float]],
+                with_u: bool) -> np.ndarray:
+            r = np.zeros(width)
+            r[0] = 1.0 if with_u else 0.0
+            for j, a in f_part:
+                r[row_f[rep_f[j]]] += a
+            for j, b in g_part:
+                r[row_g[rep_g[j]]] += b
+            return r
+
+        # stage i's products read the rows filled before its evaluations
+        filled = [1 + sum(1 for _, j in order if j < i) for i in range(s)]
+        stage = np.stack([row(method._a0[i], [], True) for i in range(s)]
+                         + [row(method._a1[i], method._b1[i], True) for i in range(s)])
+        noise_rows = np.stack([row([], method._b0[i], False) for i in range(s)])
+        tab = method.tableau
+        betas = [[(i, float(b[i])) for i in range(s) if b[i] != 0.0]
+                 for b in (tab.beta1, tab.beta2, tab.beta3, tab.beta4)]
+        final = np.stack([row(method._alpha, [], True)] + [row([], b, False) for b in betas]
+                         + [row([(i, method.delta) for i in method._error_stages], [], False)])
+        dtype = rhs.dtype
+        self._stage = backend.asarray(stage, dtype=dtype)
+        self._noise = backend.asarray(noise_rows, dtype=dtype)
+        self._final = backend.asarray(final, dtype=dtype)
+        self._stage_h = xp.asarray(self._stage, copy=True)
+        self._noise_h = xp.asarray(self._noise, copy=True)
+        self._final_h = xp.asarray(self._final, copy=True)
+        self._f_cols = backend.asarray(f_cols.astype(np.float64), dtype=dtype)
+        self._g_cols = backend.asarray(g_cols.astype(np.float64), dtype=dtype)
+        self._S = xp.zeros((width, rhs.n), dtype=dtype)
+        self._stages = []
+        for i in range(s):
+            k = filled[i]
+            a0 = self._stage_h[i, :k]
+            a1 = self._stage_h[s + i, :k]
+            b0 = self._noise_h[i, :k] if method._b0[i] else None
+            plain0 = not method._a0[i] and not method._b0[i]
+            plain1 = not method._a1[i] and not method._b1[i]
+            self._stages.append((self._S[:k, ...], a0, b0, a1, plain0, plain1,
+                                 method._c0[i], method._c1[i]))
+        self._eval_at = {(kind, i): r for kind, i, r in self.evaluations}
+        self._dot = backend.dot
+        self._xp = xp
+
+    def _scale(self, dt: float) -> None:
+        """The coefficient matrices for step ``dt``: drift columns times ``h``, noise
+        columns of the stage states times ``sqrt(h)``, the ``chi`` constants on ``C``."""
+        sq = math.sqrt(dt)
+        fc, gc = self._f_cols, self._g_cols
+        st = self._stage_h
+        st[...] = self._stage
+        st *= 1.0 + (dt - 1.0) * fc + (sq - 1.0) * gc
+        nz = self._noise_h
+        nz[...] = self._noise
+        nz *= 1.0 / dt
+        fin = self._final_h
+        fin[...] = self._final
+        fin *= 1.0 + (dt - 1.0) * fc
+        fin[2, ...] *= 0.5 / sq
+        fin[3, ...] *= 1.0 / dt
+        fin[4, ...] *= 1.0 / (6.0 * dt)
+
+    def step(self, t: float, u: Any, dt: float, noise: tuple[Any, Any]) -> tuple[Any, Any]:
+        method = self.method
+        rhs = method.rhs
+        fp, gp, p = rhs.fp, rhs.gp, rhs.p
+        dw, area = noise
+        self._scale(dt)
+        dot = self._dot
+        S = self._S
+        S[0, ...] = u
+        at = self._eval_at
+        for i, (Sk, a0, b0, a1, plain0, plain1, c0, c1) in enumerate(self._stages):
+            r = at.get(("f", i))
+            if r is not None:
+                if plain0:
+                    h0 = u
+                else:
+                    h0 = dot(a0, Sk)
+                    if b0 is not None:
+                        part = dot(b0, Sk)
+                        part *= area
+                        h0 += part
+                S[r, ...] = fp(h0, p, t + c0 * dt)
+            r = at.get(("g", i))
+            if r is not None:
+                # (Sk holds the rows of the earlier stages only: F_i is not read)
+                h1 = u if plain1 else dot(a1, Sk)
+                S[r, ...] = gp(h1, p, t + c1 * dt)
+        method.nf += self.nf
+        method.stats["ng"] += self.ng
+        Y = dot(self._final_h, S)
+        dw2 = dw * dw
+        u_new = Y[0, ...]
+        lower = Y[1, ...]
+        lower *= dw
+        u_new += lower
+        second = Y[2, ...]
+        second *= dw2 - dt
+        u_new += second
+        upper = Y[3, ...]
+        upper *= area
+        third = dw2
+        third -= 3.0 * dt
+        third *= dw
+        y4 = Y[4, ...]
+        y4 *= third
+        upper += y4
+        u_new += upper
+        if not method.want_error:
+            return u_new, None
+        err = Y[5, ...]
+        err += upper
+        return u_new, err
