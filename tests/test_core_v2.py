@@ -366,7 +366,7 @@ def test_seed_reaches_the_stepper_and_unknown_counters_reach_stats():
     a = ade.solve(prob, "CountingEuler", dt=0.1, seed=7, registry=reg)
     b = ade.solve(prob, "CountingEuler", dt=0.1, seed=7, registry=reg)
     assert a.stats.ndraws == 10 and a.stats["ndraws"] == 10 and "ndraws" in a.stats.keys()
-    draws = np.random.default_rng(7).standard_normal(10)
+    draws = ade.registry().get_backend("numpy").rng(7).standard_normal(10)
     assert a.stats.extra == {"ndraws": 10}
     assert b.stats.extra == a.stats.extra
     with pytest.raises(ade.InvalidArgument, match="seed"):

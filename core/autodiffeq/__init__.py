@@ -20,6 +20,7 @@ from .controller import (
     WeightedRMSNorm,
 )
 from .dae import consistent_initial_state
+from .ensemble import EnsembleProblem, EnsembleSolution, trajectory_seed
 from .errors import (
     AutodiffeqError,
     BackendUnavailable,
@@ -60,6 +61,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BrownianPath",
+    "EnsembleProblem",
+    "EnsembleSolution",
+    "trajectory_seed",
     "SDEProblem",
     "AutodiffeqError",
     "Backend",
@@ -120,7 +124,11 @@ __all__ = [
 def __getattr__(name: str) -> object:
     """Problem classes that plugins register (``ade.SDEProblem`` from an SDE plugin, ...) are
     attributes of the package too, looked up in the default registry on first use, so a new
-    problem type needs no change here."""
+    problem type needs no change here; ``ade.nn`` imports the neural-network subpackage."""
+    if name == "nn":  # the neural-network subpackage, imported on first use
+        import importlib
+
+        return importlib.import_module(".nn", __name__)
     if name.endswith("Problem") and not name.startswith("_"):
         for spec in registry().problem_types():
             if spec.problem_class.__name__ == name:

@@ -155,6 +155,9 @@ class BrownianPath:
         self._last_step: float | None = None
         self._origin, self._steps = self._lo, 0  # a run of equal steps: start, steps so far
 
+    #: independent trajectories this path drives side by side (see StackedBrownianPath)
+    trajectories = 1
+
     def __getstate__(self) -> dict[str, Any]:
         # the array namespace is a module: it travels as the backend's name (which pickles
         # by name) and is taken from the backend again on arrival
@@ -339,3 +342,54 @@ class TiledBrownianPath(BrownianPath):
 
     def __repr__(self) -> str:
         return f"TiledBrownianPath({self.parent!r}, reps={self.reps})"
+
+
+class StackedBrownianPath(BrownianPath):
+    """Independent :class:`BrownianPath` s side by side (each value repeated ``repeat``
+    times): the noise of one solve of many trajectories stepped together (a vectorised
+    ensemble), each driven by its own path. Every query is passed to each member in turn, so
+    each member sees exactly the queries, in the same order, that a solve of its trajectory
+    alone would make, and draws exactly the same values (``repeat = n`` gives a trajectory's
+    scalar ``W`` to each of its ``n`` components)."""
+
+    #: how many independent trajectories the path drives (steppers whose arithmetic could
+    #: couple entries of the state, such as BLAS stage products, stay elementwise for > 1)
+    trajectories: int
+
+    def __init__(self, paths: list[BrownianPath], repeat: int = 1) -> None:  # noqa: D107
+        if not paths:
+            raise InvalidArgument("StackedBrownianPath needs at least one path")
+        first = paths[0]
+        for path in paths:
+            if path.tspan != first.tspan or path.shape != first.shape or \
+                    path.backend.name != first.backend.name:
+                raise InvalidArgument(
+                    "StackedBrownianPath: the paths must share tspan, shape and backend")
+        self.paths = list(paths)
+        self.repeat = int(repeat)
+        self.trajectories = len(self.paths)
+        self.tspan = first.tspan
+        self.seed = None
+        self.backend = first.backend
+        self._xp = first._xp
+        self.dtype = first.dtype
+        self.size = len(self.paths) * first.size * self.repeat
+        self.shape = (self.size,)
+        self._lo, self._hi = first._lo, first._hi
+
+    @property
+    def times(self) -> np.ndarray:
+        return self.paths[0].times
+
+    def _value(self, t: float) -> Any:
+        values = [path._value(t) for path in self.paths]
+        xp = self._xp
+        if self.repeat == 1:
+            return xp.concat([v[0] for v in values]), xp.concat([v[1] for v in values])
+        w = xp.concat([v[0] for v in values])
+        k = xp.concat([v[1] for v in values])
+        return xp.repeat(w, self.repeat), xp.repeat(k, self.repeat)
+
+    def __repr__(self) -> str:
+        return (f"StackedBrownianPath({len(self.paths)} paths of shape {self.paths[0].shape}, "
+                f"repeat={self.repeat})")

@@ -44,7 +44,10 @@ def _catalogue(reg: Registry) -> dict[str, Any]:
                     }
                     for s in sens
                 ],
-                "ensembles": [{"name": e.name} for e in ens],
+                "ensembles": [{"name": e.name, "options": list(e.options),
+                               "traced": e.traced,
+                               "backends": None if e.backends is None else list(e.backends),
+                               "description": e.description} for e in ens],
             }
         )
     failed = [
@@ -102,7 +105,12 @@ def _print_text(cat: dict[str, Any]) -> None:
                 f"backends={backends}{stiff}\n"
             )
         for e in plugin["ensembles"]:
-            out(f"  ensemble {e['name']}\n")
+            extra = " gradients" if e["traced"] else ""
+            if e["options"]:
+                extra += f" options={','.join(e['options'])}"
+            if e["backends"]:
+                extra += f" backends={','.join(e['backends'])}"
+            out(f"  ensemble {e['name']:<11}{extra}  {e['description']}\n")
     out("problem types:\n")
     for p in cat["problem_types"]:
         out(f"  {p['name']:<8} {p['class']}  ({p['plugin']})\n")

@@ -11,6 +11,7 @@ a mass matrix is given. ``t1 < t0`` integrates backwards.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -105,13 +106,30 @@ class ODEProblem:
         set_(self, "tgrad", tgrad)
 
     def remake(self, **changes: Any) -> ODEProblem:
-        """A copy with some fields replaced, e.g. ``prob.remake(p=new_p)``; validated anew."""
-        fields = {fld.name: getattr(self, fld.name) for fld in dataclasses.fields(self)}
+        """A copy with some fields replaced, e.g. ``prob.remake(p=new_p)``; the new fields
+        are validated (the others were when this problem was made)."""
+        fields = {name: getattr(self, name) for name in _field_names(type(self))}
         unknown = set(changes) - set(fields)
         if unknown:
             raise InvalidType(
                 f"remake() got unknown fields {sorted(unknown)}; fields: {sorted(fields)}"
             )
+        if changes.keys() <= {"u0", "p"}:
+            # the common case (an ensemble's prob_func, a parameter sweep): only the new
+            # state needs checking, so thousands of remakes cost little
+            new = object.__new__(type(self))
+            set_ = object.__setattr__
+            for name, value in fields.items():
+                set_(new, name, value)
+            if "u0" in changes:
+                u0 = changes["u0"]
+                check_state(u0, "u0")
+                if self.mass_matrix is not None:
+                    check_mass_matrix(self.mass_matrix, u0)
+                set_(new, "u0", _normalise_state(u0))
+            if "p" in changes:
+                set_(new, "p", changes["p"])
+            return new
         fields.update(changes)
         f, u0, tspan, p = fields.pop("f"), fields.pop("u0"), fields.pop("tspan"), fields.pop("p")
         return type(self)(f, u0, tspan, p, **fields)
@@ -127,6 +145,11 @@ class ODEProblem:
         extra = ", mass_matrix=..." if self.mass_matrix is not None else ""
         return f"ODEProblem(f={name}, u0 shape={shape}, tspan={self.tspan}{extra})"
 
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(fld.name for fld in dataclasses.fields(cls))
 
 
 def _normalise_state(u0: Any) -> Any:

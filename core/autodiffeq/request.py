@@ -63,6 +63,29 @@ SOLVE_OPTIONS: dict[str, Any] = {
 }
 
 
+#: option names of DifferentialEquations.jl, SciPy, torchdiffeq and diffrax, with ours
+FOREIGN_OPTIONS: dict[str, str] = {
+    "reltol": "rtol",
+    "abstol": "atol",
+    "save_everystep": "saveat=None (every step) or saveat=[...]",
+    "saveat_everystep": "saveat",
+    "save_idxs": "saveat plus indexing sol.u[:, idxs]",
+    "t_eval": "saveat",
+    "first_step": "dt",
+    "max_step": "dtmax",
+    "dt0": "dt",
+    "dense_output": "dense",
+    "method": "alg (the second argument)",
+    "solver": "alg (the second argument)",
+    "stepsize_controller": "controller",
+    "max_steps": "maxiters",
+    "adjoint": "sensealg",
+    "adjoint_method": "sensealg",
+    "callbacks": "callback",
+    "events": "callback=ade.ContinuousCallback(...)",
+}
+
+
 def split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(solve options, solver options)`` from keyword arguments: the names in
     :data:`SOLVE_OPTIONS` (defaults filled in) and the rest."""
@@ -200,8 +223,12 @@ def build_request(prob: Any, alg: Any, options: dict[str, Any], alg_options: dic
     unknown = sorted(set(alg_options) - set(spec.options))
     if unknown:
         accepted = ", ".join(spec.options) if spec.options else "none"
+        hints = [f"{name} -> {FOREIGN_OPTIONS[name]}" for name in unknown
+                 if name in FOREIGN_OPTIONS]
+        hint = f" (the names here: {'; '.join(hints)})" if hints else ""
         raise InvalidArgument(
-            f"unknown option(s) {unknown} for solver {spec.name!r}; it accepts: {accepted}"
+            f"unknown option(s) {unknown} for solver {spec.name!r}{hint}; it accepts: "
+            f"{accepted}; and every solve takes {', '.join(SOLVE_OPTIONS)}"
         )
 
     t0, t1 = prob.tspan

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import SolverWarning, StiffnessWarning
+from .errors import InvalidArgument, SolverWarning, StiffnessWarning
 from .pipeline import solve_request
 from .registry import Registry
 from .request import SOLVE_OPTIONS, problem_type_of, resolve_registry
-from .solution import Solution
 from .specs import SolverSpec
 
 __all__ = ["solve", "SolverWarning", "StiffnessWarning", "SOLVE_OPTIONS"]
@@ -44,9 +43,12 @@ def solve(
     internalnorm: Any = None,
     observers: Any = (),
     brownian: Any = None,
+    trajectories: int | None = None,
+    ensemble: str | None = None,
+    batch_size: int | None = None,
     registry: Registry | None = None,
     **alg_options: Any,
-) -> Solution:
+) -> Any:
     """Solve a differential-equation problem.
 
     Args:
@@ -91,11 +93,20 @@ def solve(
             every accepted step (see :mod:`autodiffeq.driver`).
         brownian: an SDE solve's :class:`~autodiffeq.BrownianPath` (e.g. ``sol.W`` of an
             earlier solve): the solve reads its noise from it, whatever the solver and steps.
+        trajectories, ensemble, batch_size: for an :class:`~autodiffeq.EnsembleProblem`
+            (only): the number of trajectories, the executor's name (default
+            ``"serial"``; ``autodiffeq plugins`` lists them) and the trajectories per batch
+            (default: one batch); see :mod:`autodiffeq.ensemble`. The solve then returns an
+            :class:`~autodiffeq.EnsembleSolution`; ``seed`` is the ensemble's root seed.
         registry: the :class:`Registry` to resolve names in (default: :func:`registry`).
-        **alg_options: options of the solver (listed in its spec's ``options``).
+        **alg_options: options of the solver (listed in its spec's ``options``), and of the
+            ensemble executor (its spec's ``options``, e.g. ``client=`` for ``"dask"``).
+
+    Returns:
+        a :class:`Solution` (an :class:`~autodiffeq.EnsembleSolution` for an ensemble).
     """
-    reg = resolve_registry(registry)
-    ptype = problem_type_of(reg, prob)
+    from .ensemble import EnsembleProblem, solve_ensemble
+
     options = dict(
         rtol=rtol, atol=atol, dt=dt, adaptive=adaptive, saveat=saveat, tstops=tstops,
         dense=dense, maxiters=maxiters, dtmin=dtmin, dtmax=dtmax, backend=backend,
@@ -103,6 +114,22 @@ def solve(
         callback=callback, controller=controller, internalnorm=internalnorm,
         observers=observers, brownian=brownian,
     )
+    if isinstance(prob, EnsembleProblem):
+        if trajectories is None:
+            raise InvalidArgument("solving an EnsembleProblem needs trajectories=N (the "
+                                  "number of trajectories)")
+        per_trajectory = {k: v for k, v in options.items() if k not in ("seed", "progress")}
+        return solve_ensemble(prob, alg, trajectories, "serial" if ensemble is None
+                              else ensemble, batch_size, seed, progress, per_trajectory,
+                              dict(alg_options), registry)
+    for name, value in (("trajectories", trajectories), ("ensemble", ensemble),
+                        ("batch_size", batch_size)):
+        if value is not None:
+            raise InvalidArgument(f"{name}= is an option of ensemble solves: wrap the problem "
+                                  f"in ade.EnsembleProblem(prob, ...) to solve many "
+                                  f"trajectories")
+    reg = resolve_registry(registry)
+    ptype = problem_type_of(reg, prob)
     if ptype.adapter.traced(prob):
         from .sensitivity import solve_traced
 

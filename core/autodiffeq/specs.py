@@ -253,10 +253,23 @@ class SensitivitySpec:
 
 @dataclass(frozen=True)
 class EnsembleSpec:
-    """A registered ensemble executor (``"serial"``, ``"threads"``, ``"vectorized"``, ...)."""
+    """A registered ensemble executor (``"serial"``, ``"threads"``, ``"vectorized"``, ...).
+
+    Attributes:
+        name: the name ``solve(..., ensemble=name)`` takes.
+        factory: ``factory(**options) -> executor``, an object with ``run(job, batches)``
+            (see :mod:`autodiffeq.ensemble`).
+        options: the ``solve`` keywords that go to ``factory`` (``("client",)`` for Dask).
+        traced: whether it solves in the calling thread, so that autograd can differentiate
+            through it (a loss over an ensemble); others refuse a differentiated problem.
+        backends: the backends it runs on (``None``: any).
+        description: prose.
+    """
 
     name: str
     factory: Callable[..., Any]
+    options: tuple[str, ...] = ()
+    traced: bool = False
     backends: tuple[str, ...] | None = None
     description: str = ""
     plugin: str = ""

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 import autodiffeq as ade
+from autodiffeq.brownian import StackedBrownianPath
 from autodiffeq.pipeline import make_stepper
 from autodiffeq.request import build_request, problem_type_of, split_options
 
-N = 5
+N = 80  # at least rossler.STACKED_MIN_SIZE: the stacked step is what runs
 
 
 def drift(u, p, t):
@@ -51,6 +52,7 @@ def test_solve_step_equals_traced_formula(alg, kind, dtype) -> None:
     prepared = request.problem_type.adapter.prepare(request)
     stepper = make_stepper(request, prepared)
     rhs = stepper.rhs
+    assert stepper.stacked_sums(rhs)  # the products, not the formula, make the solve's steps
     stepper.init(0.0, prepared.u0, prepared.f0)
     u = prepared.u0
     eps = float(np.finfo(dtype).eps)
@@ -68,3 +70,22 @@ def test_solve_step_equals_traced_formula(alg, kind, dtype) -> None:
                                    atol=100 * eps * float(np.max(np.abs(reference))))
         assert not np.array_equal(fast, u)
         u = fast
+
+
+def test_small_states_and_stacked_trajectories_keep_the_elementwise_formula() -> None:
+    """Below STACKED_MIN_SIZE entries, and for trajectories stepped together on a stacked
+    path, the step is the formula (so an ensemble's trajectory is the same to the last bit
+    however it is solved)."""
+    reg = ade.registry()
+    for n, stacked in ((5, False), (80, True)):
+        prob = ade.SDEProblem(drift, diffusion, np.full(n, 0.5), (0.0, 1.0), [1.0, 0.4])
+        paths = [ade.BrownianPath((0.0, 1.0), (n,), seed=s) for s in range(2)]
+        for path in (paths[0], StackedBrownianPath(paths)):
+            if path is not paths[0]:
+                prob = prob.remake(u0=np.full(2 * n, 0.5))
+            options, rest = split_options(dict(dt=0.1, brownian=path))
+            request = build_request(prob, "SOSRI", options, rest, reg,
+                                    problem_type_of(reg, prob))
+            stepper = make_stepper(request, request.problem_type.adapter.prepare(request))
+            expected = stacked and path is paths[0]
+            assert stepper.stacked_sums(stepper.rhs) is expected

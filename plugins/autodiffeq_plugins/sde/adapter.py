@@ -122,6 +122,9 @@ def brownian_for(request: SolveRequest) -> BrownianPath:
 class SDEAdapter:
     """Prepares solves of :class:`~autodiffeq.SDEProblem` (module docstring)."""
 
+    #: solves draw from a seeded Brownian path (ensembles give trajectory i the seed (seed, i))
+    stochastic = True
+
     name = "SDE"
 
     def requirements(self, prob: Any) -> tuple[Requirement, ...]:

@@ -40,6 +40,9 @@ from autodiffeq.controller import PIController
 from .base import SDEStepper
 from .tableaus import SRATableau, SRITableau
 
+#: the smallest state whose SRI steps use the stacked stage products (SRI.stacked_sums)
+STACKED_MIN_SIZE = 64
+
 
 class StochasticPI(PIController):
     """PI control with StochasticDiffEq.jl's SDE defaults: growth per step at most 9/8 (steps
@@ -139,7 +142,17 @@ class SRI(RosslerMethod):
         self._f_same = [i for i in range(s) if not self._a0[i] and not self._b0[i]]
         self._g_same = [i for i in range(s) if not self._a1[i] and not self._b1[i]]
         self._error_stages = self.error_stages()
-        self._plan = _StackedSRI(self) if not self.general else None
+        self._plan = _StackedSRI(self) if self.stacked_sums(rhs) else None
+
+    def stacked_sums(self, rhs: Any) -> bool:
+        """Whether the solve's steps form their stage sums as products over the stacked
+        stages (:class:`_StackedSRI`): for states of at least :data:`STACKED_MIN_SIZE`
+        entries driven by one path. A BLAS product rounds an entry differently depending on
+        the length of the arrays, so small states (one trajectory of an ensemble) and
+        trajectories stepped together (a vectorised ensemble) keep the elementwise formula:
+        a trajectory's numbers then do not depend on how it was solved, to the last bit."""
+        return (not self.general and rhs.n >= STACKED_MIN_SIZE
+                and getattr(rhs.path, "trajectories", 1) == 1)
 
     def step(self, t: float, u: Any, dt: float) -> tuple[Any, Any]:
         if self._plan is None or not self.backend.is_native(u):
