@@ -68,6 +68,8 @@ from .validation import check_tspan
 MAX_RUN = 256
 #: and at most this many numbers per run (a run's arrays stay in cache)
 RUN_ELEMENTS = 2 ** 15
+#: paths at least this wide build a run row by row, narrower ones with running sums
+_ROWWISE_SIZE = 64
 
 _SQRT3 = math.sqrt(3.0)
 #: times closer than this (relative) are the same time of the path
@@ -86,6 +88,16 @@ def _noise_shape(shape: Any) -> tuple[int, ...]:
         if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 0:
             raise InvalidType(f"shape must be a tuple of non-negative integers, got {shape!r}")
     return tuple(int(d) for d in dims)
+
+
+def _running_sum(xp: Any, x: Any) -> None:
+    """``x[j] = x[0] + ... + x[j]`` along axis 0, in place, added in that order (NumPy's
+    ``cumsum``; the array API's ``cumulative_sum`` elsewhere)."""
+    cumsum = getattr(xp, "cumsum", None)
+    if cumsum is not None:
+        cumsum(x, axis=0, out=x)
+    else:
+        x[...] = xp.cumulative_sum(x, axis=0)
 
 
 def check_seed(seed: Any, name: str = "seed") -> int | np.random.SeedSequence | None:
@@ -268,19 +280,36 @@ class BrownianPath:
         sq = math.sqrt(h)
         c_w, c_k = 0.5 * h * sq, (0.5 / _SQRT3) * h * sq
         w, k = self._values[-1]
-        # W and K built in the buffer of the normals, row by row (dW = sqrt(h) z_w,
-        # K increment = h W_before + c_w z_w + c_k z_k): no block-sized temporaries
+        # W and K built in the buffer of the normals (dW = sqrt(h) z_w, K increment =
+        # c_k z_k + c_w z_w + h W_before), with the same additions in the same order either
+        # row by row (wide paths: no temporaries) or as running sums down the run (narrow
+        # paths, whose long runs of tiny rows would cost a Python step each)
         z = self._normals((2, count, self.size))
-        for j in range(count):
-            zw, zk = z[0, j, ...], z[1, j, ...]
-            zk *= c_k
-            zk += c_w * zw
-            zk += h * w
-            zk += k
-            zw *= sq
-            zw += w
-            w, k = zw, zk
-            self._values.append((w, k))
+        if self.size >= _ROWWISE_SIZE:
+            for j in range(count):
+                zw, zk = z[0, j, ...], z[1, j, ...]
+                zk *= c_k
+                zk += c_w * zw
+                zk += h * w
+                zk += k
+                zw *= sq
+                zw += w
+                w, k = zw, zk
+                self._values.append((w, k))
+            self._times.extend(times)
+            return
+        zw, zk = z[0, ...], z[1, ...]
+        zk *= c_k
+        zk += c_w * zw
+        zw *= sq
+        zw[0, ...] += w
+        _running_sum(self._xp, zw)
+        zk[0, ...] += h * w
+        if count > 1:
+            zk[1:, ...] += h * zw[:-1, ...]
+        zk[0, ...] += k
+        _running_sum(self._xp, zk)
+        self._values.extend((zw[j, ...], zk[j, ...]) for j in range(count))
         self._times.extend(times)
 
     def _bridge(self, ia: int, ib: int, t: float) -> Any:
@@ -376,19 +405,32 @@ class StackedBrownianPath(BrownianPath):
         self.size = len(self.paths) * first.size * self.repeat
         self.shape = (self.size,)
         self._lo, self._hi = first._lo, first._hi
+        self._last: tuple[float, Any] = (math.nan, None)
 
     @property
     def times(self) -> np.ndarray:
         return self.paths[0].times
 
     def _value(self, t: float) -> Any:
-        values = [path._value(t) for path in self.paths]
+        # a step reads the value at its start, which the step before read at its end
+        if t == self._last[0]:
+            return self._last[1]
+        first = self.paths[0]
+        n_knots = len(first._times)
+        i = bisect.bisect_left(first._times, t)
+        if i < n_knots and first._times[i] == t and all(
+                len(path._times) == n_knots for path in self.paths):
+            # a knot of every member (they were asked the same queries): no search, no draw
+            values = [path._values[i] for path in self.paths]
+        else:
+            values = [path._value(t) for path in self.paths]
         xp = self._xp
-        if self.repeat == 1:
-            return xp.concat([v[0] for v in values]), xp.concat([v[1] for v in values])
         w = xp.concat([v[0] for v in values])
         k = xp.concat([v[1] for v in values])
-        return xp.repeat(w, self.repeat), xp.repeat(k, self.repeat)
+        if self.repeat != 1:
+            w, k = xp.repeat(w, self.repeat), xp.repeat(k, self.repeat)
+        self._last = (t, (w, k))
+        return w, k
 
     def __repr__(self) -> str:
         return (f"StackedBrownianPath({len(self.paths)} paths of shape {self.paths[0].shape}, "

@@ -58,9 +58,9 @@ class EnsembleProblem:
         reduction: ``reduction(acc, values, indices) -> (acc, done)`` per batch (default:
             none: every trajectory's value is kept).
         u_init: the reduction's initial accumulator.
-        safetycopy: pass ``prob_func`` a deep copy of ``prob`` (so a ``prob_func`` that
-            mutates it in place cannot leak one trajectory into the next); with ``False``
-            it receives ``prob`` itself.
+        safetycopy: pass ``prob_func`` a copy of ``prob`` with its arrays copied (so a
+            ``prob_func`` that changes ``prob.u0`` or ``prob.p`` in place cannot leak one
+            trajectory into the next); with ``False`` it receives ``prob`` itself.
     """
 
     def __init__(self, prob: Any, prob_func: Callable[..., Any] | None = None,
@@ -155,7 +155,7 @@ class EnsembleJob:
         if eprob.prob_func is None:
             return base
         if eprob.safetycopy:
-            base = copy.copy(base) if self.traced else copy.deepcopy(base)
+            base = _safety_copy(base)
         prob = eprob.prob_func(base, i, repeat)
         if type(prob) is not type(eprob.prob):
             raise InvalidType(
@@ -203,6 +203,18 @@ class EnsembleJob:
     def solve_trajectory(self, i: int) -> TrajectoryResult:
         """Trajectory ``i`` from its problem to its kept value."""
         return self.finish(i, self.solve_problem(self.problem(i), i))
+
+
+def _safety_copy(prob: Any) -> Any:
+    """A copy of ``prob`` whose NumPy array fields are copies, so that a ``prob_func`` that
+    changes ``u0`` or ``p`` in place cannot change the base problem (problems are frozen;
+    their arrays are what can be mutated). Other fields are shared; arrays autograd is
+    differentiating are left as they are (a copy would cut the gradient)."""
+    new = copy.copy(prob)
+    for name, value in vars(prob).items():
+        if type(value) is np.ndarray:
+            object.__setattr__(new, name, value.copy())
+    return new
 
 
 def run_batch(job: EnsembleJob, indices: Sequence[int]) -> list[TrajectoryResult]:
@@ -347,7 +359,8 @@ def _stack(values: list[Any]) -> tuple[Any, np.ndarray | None]:
 
     if all(isinstance(v, Solution) for v in values):
         t0 = values[0].t
-        if all(len(v.t) == len(t0) and np.array_equal(v.t, t0) for v in values):
+        if all(v.t is t0 or (len(v.t) == len(t0) and np.array_equal(v.t, t0))
+               for v in values):
             arrays = [v.u for v in values]
             return _stack_arrays(arrays, any(is_traced(a) for a in arrays)), np.asarray(t0)
         return values, None
@@ -402,6 +415,13 @@ def solve_ensemble(eprob: EnsembleProblem, alg: Any, trajectories: Any, ensemble
     spec = reg.ensemble(ensemble)
     executor_options = {k: alg_options.pop(k) for k in list(alg_options)
                         if k in spec.options}
+    for name in alg_options:
+        owners = [e.name for e in reg.ensembles() if name in e.options]
+        if owners:
+            raise InvalidArgument(
+                f"{name}= is an option of ensemble={' / '.join(map(repr, owners))}; "
+                f"ensemble={spec.name!r} takes "
+                f"{', '.join(spec.options) if spec.options else 'no options'}")
     if spec.backends is not None:
         from .request import resolve_backend
 

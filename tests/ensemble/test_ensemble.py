@@ -332,6 +332,8 @@ def test_bad_input_is_refused_with_the_reason() -> None:
         ade.EnsembleProblem(eprob.prob, prob_func=3)
     with pytest.raises(ade.AutodiffeqError, match="workers"):
         ade.solve(eprob, trajectories=2, ensemble="threads", workers=0)
+    with pytest.raises(ade.AutodiffeqError, match="ensemble='vectorized' takes no options"):
+        ade.solve(eprob, trajectories=2, ensemble="vectorized", workers=2)
 
 
 def test_processes_refuse_a_problem_that_does_not_pickle() -> None:
@@ -376,3 +378,25 @@ def test_solutions_and_paths_pickle() -> None:
     np.testing.assert_array_equal(np.asarray(sol.u), np.asarray(esol[0].u))
     np.testing.assert_array_equal(sol.W(1.0), esol[0].W(1.0))
     assert sol.backend.name == "numpy"
+
+
+@pytest.mark.skipif(not HAVE_DASK, reason="dask.distributed is not installed (extra 'dask')")
+def test_dask_client_serves_repeated_solves_in_order() -> None:
+    """On a given client: equal solves one after another (the job is scattered under a key
+    of its own each time), the vectorized inner executor, results in trajectory order."""
+    import logging
+
+    import distributed
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        runs = [ade.solve(lv_ensemble(), "Tsit5", trajectories=N_LV, ensemble="dask",
+                          client=client, inner=inner, chunksize=2, saveat=SAVEAT)
+                for inner in ("serial", "serial", "vectorized")]
+    local = ade.solve(lv_ensemble(), "Tsit5", trajectories=N_LV, saveat=SAVEAT)
+    np.testing.assert_array_equal(runs[0].u, local.u)
+    np.testing.assert_array_equal(runs[1].u, local.u)
+    for i in range(N_LV):
+        assert max_rel_error(np.asarray(runs[2].u[i]), reference_lv(i)) < 200 * 1e-3

@@ -89,3 +89,21 @@ def test_time_resolution_and_span_errors() -> None:
         ade.BrownianPath((0.0, 1.0), "x")
     with pytest.raises(ade.InvalidArgument, match="tspan"):
         ade.BrownianPath((1.0, 1.0), 2)
+
+
+@pytest.mark.parametrize("shape", [(), (5,), (70,)])
+def test_row_by_row_and_running_sum_builds_are_the_same_path(shape, monkeypatch) -> None:
+    """A run of fixed steps is built row by row (wide paths) or with running sums (narrow
+    ones): the same additions in the same order, so the same bits."""
+    import autodiffeq.brownian as brownian
+
+    values = []
+    for threshold in (1, 10 ** 9):
+        monkeypatch.setattr(brownian, "_ROWWISE_SIZE", threshold)
+        W = ade.BrownianPath((0.0, 1.0), shape, seed=11)
+        steps = [W.increment_and_integral(k / 50, (k + 1) / 50) for k in range(50)]
+        values.append((steps, W(0.333)))
+    for (wa, ka), (wb, kb) in zip(values[0][0], values[1][0]):
+        np.testing.assert_array_equal(wa, wb)
+        np.testing.assert_array_equal(ka, kb)
+    np.testing.assert_array_equal(values[0][1], values[1][1])

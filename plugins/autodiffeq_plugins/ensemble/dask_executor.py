@@ -31,6 +31,25 @@ def _run_vectorized(job: EnsembleJob, indices: list[int]) -> list[TrajectoryResu
     return next(iter(VectorizedExecutor().run(job, [list(indices)])))
 
 
+def _packed(task: Any) -> Any:
+    """``task`` with its results returned as one pickled blob: Dask would otherwise send
+    every small array of every solution as a frame of its own (measured: 3.7 s against
+    0.7 s for 10,000 Lotka-Volterra solutions on 2 workers)."""
+
+    def run(job: EnsembleJob, indices: list[int]) -> bytes:
+        import cloudpickle
+
+        return cloudpickle.dumps(task(job, indices))
+
+    return run
+
+
+def _unpack(blob: bytes) -> list[TrajectoryResult]:
+    import pickle
+
+    return pickle.loads(blob)
+
+
 class DaskExecutor:
     """Batches as tasks on a ``dask.distributed`` cluster (module docstring)."""
 
@@ -64,15 +83,16 @@ class DaskExecutor:
             cluster = distributed.LocalCluster(n_workers=self.workers, threads_per_worker=1,
                                                processes=True, dashboard_address=":0")
             client = distributed.Client(cluster)
-        task = _run_vectorized if self.inner == "vectorized" else run_batch
+        task = _packed(_run_vectorized if self.inner == "vectorized" else run_batch)
         try:
-            [job_future] = client.scatter([job.portable()], broadcast=True)
+            # (hash=False: two solves of equal jobs must not share, and race over, one key)
+            [job_future] = client.scatter([job.portable()], broadcast=True, hash=False)
             for batch in batches:
                 parts = chunks(batch, self.workers, self.chunksize)
                 futures = [client.submit(task, job_future, part, pure=False, retries=RETRIES)
                            for part in parts]
                 results = client.gather(futures)
-                yield [r for part in results for r in part]
+                yield [r for blob in results for r in _unpack(blob)]
         finally:
             if cluster is not None:
                 client.close()

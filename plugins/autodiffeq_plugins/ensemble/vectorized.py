@@ -180,6 +180,11 @@ class BatchedSolve:
                     f"ensemble='vectorized' calls one f for the batch: trajectory {i}'s "
                     f"problem has another f (prob_func may change u0, p and tspan)")
         self.P = _stack_parameters(probs)
+        # saves between steps from the method's dense output (a step's interpolant, one
+        # theta per trajectory): the steps are then those of a separate solve; a method
+        # with only linear dense output steps onto its save times instead
+        self.interpolate_saves = (self.job.options.get("saveat") is not None
+                                  and spec.dense_order >= 2)
         self._init_states()
 
     # ------------------------------------------------------------------ setup
@@ -216,14 +221,15 @@ class BatchedSolve:
         uniq, which = np.unique(spans, axis=0, return_inverse=True)
         which = np.asarray(which).reshape(-1)
         per_span = []
+        interpolate = self.interpolate_saves
         for t0, t1 in uniq:
             sv = check_saveat(saveat, t0, t1, self.tdir)
             ts = check_tstops(tstops, t0, t1, self.tdir)
-            sv_list = [] if sv is None else [float(x) for x in sv]
+            sv_list = [] if sv is None or interpolate else [float(x) for x in sv]
             times = sorted(set(sv_list) | {float(x) for x in ts} | {float(t1)},
                            key=lambda x, d=self.tdir: d * x)
             times = [x for x in times if self.tdir * (x - t0) > 0]
-            is_save = (np.isin(np.asarray(times), sv) if sv is not None
+            is_save = (np.isin(np.asarray(times), sv) if sv is not None and not interpolate
                        else np.zeros(len(times), dtype=bool))
             per_span.append((np.asarray(times), is_save, sv,
                              sv is not None and bool(np.any(sv == t0))))
@@ -238,6 +244,15 @@ class BatchedSolve:
         self.nstops = np.array([len(x[0]) for x in per_span], dtype=np.int64)[which]
         self.save_t0 = np.array([x[3] for x in per_span], dtype=bool)[which]
         self.max_saves = max((len(x[2]) for x in per_span if x[2] is not None), default=0)
+        # with interpolated saves: each trajectory's save times after t0, padded
+        self.save_times = np.full((len(which), self.max_saves + 1), self.tdir * math.inf)
+        if interpolate:
+            table = np.full((len(uniq), self.max_saves + 1), self.tdir * math.inf)
+            for k, (_, _, sv, at_t0) in enumerate(per_span):
+                if sv is not None:
+                    later = np.asarray(sv)[1:] if at_t0 else np.asarray(sv)
+                    table[k, :len(later)] = later
+            self.save_times = table[which]
         self.save_every = saveat is None
 
     # ------------------------------------------------------------------ f
@@ -318,6 +333,7 @@ class BatchedSolve:
         naccept = np.zeros(B, dtype=np.int64)
         retcode = np.array(["Success"] * B, dtype=object)
         nstop = np.zeros(B, dtype=np.int64)
+        nsave = np.zeros(B, dtype=np.int64)
         stops, is_save, nstops = self.stops, self.is_save, self.nstops
         recorder = _Recorder(self, B)
         rows = np.arange(B)  # the trajectories the arrays' rows hold
@@ -388,6 +404,9 @@ class BatchedSolve:
             if acc.size:
                 b_acc = idx[acc]
                 t_new = np.where(hits, nxt, t_row + tdir * h_eff)[acc]
+                if self.interpolate_saves:
+                    self._interpolated_saves(stepper, recorder, nsave, acc, b_acc, t_row,
+                                             tdir * h_eff, t_new, U, U_new, width)
                 t[b_acc] = t_new
                 if acc.size == width:  # every row accepted: no gathers
                     U[...] = U_new
@@ -429,6 +448,38 @@ class BatchedSolve:
             sols.append(Solution(ts, us, str(retcode[b]), stats, spec, prob, be, self.shape,
                                  None, self.job.options))
         return sols
+
+    def _interpolated_saves(self, stepper: Any, recorder: _Recorder, nsave: np.ndarray,
+                            acc: np.ndarray, b_acc: np.ndarray, t_row: np.ndarray,
+                            h_signed: np.ndarray, t_new: np.ndarray, U: Any, U_new: Any,
+                            width: int) -> None:
+        """Save every save time the accepted rows ``acc`` (trajectories ``b_acc``) stepped
+        past, from the step's dense output at ``theta = (t_save - t) / h`` per row
+        (:meth:`~autodiffeq.Stepper.interpolate` of the scaled step, ``dt = 1``); a save
+        time at the step's end takes the step's value itself."""
+        xp, n, tdir = self.xp, self.n, self.tdir
+        data = None
+        while True:
+            nxt = self.save_times[b_acc, nsave[b_acc]]
+            cross = tdir * (nxt - t_new) <= 0.0
+            if not np.any(cross):
+                return
+            r, bs, ts = acc[cross], b_acc[cross], nxt[cross]
+            if data is None:
+                data = stepper.dense_data()
+                data = stepper.complete_dense_data(0.0, 1.0, xp.reshape(U, (width * n,)),
+                                                   data)
+                data = xp.reshape(data, (data.shape[0], width, n))
+            theta = np.clip((ts - t_row[r]) / h_signed[r], 0.0, 1.0)
+            rows_data = xp.permute_dims(data[:, r, :], (1, 0, 2))
+            ones = self.be.asarray(np.ones(len(r)), dtype=self.dtype)
+            values = stepper.interpolate(self.be.asarray(theta, dtype=self.dtype), ones,
+                                         U[r, ...], U_new[r, ...], rows_data)
+            at_end = ts == t_new[cross]
+            if np.any(at_end):
+                values[at_end, ...] = U_new[r[at_end], ...]
+            recorder.save(bs, ts, values)
+            nsave[bs] += 1
 
     def _proxy(self, scaled: Any, width: int) -> Any:
         """For a method that needs Jacobians (Rosenbrock), the problem its stepper reads
@@ -485,6 +536,7 @@ class _Recorder:
         xp, n = solve.xp, solve.n
         self.every = solve.save_every
         self.count = np.zeros(B, dtype=np.int64)
+        self._shared: np.ndarray | None = None
         if self.every:
             self.chunks: list[tuple[np.ndarray, np.ndarray, Any]] = [
                 (np.arange(B), solve.t0.copy(), solve.U0)]
@@ -511,6 +563,13 @@ class _Recorder:
             self.U[bs, k, :] = U[saving, ...]
             self.count[bs] += 1
 
+    def save(self, bs: np.ndarray, t: np.ndarray, values: Any) -> None:
+        """Interpolated saves: trajectory ``bs[j]`` at ``t[j]`` is ``values[j]``."""
+        k = self.count[bs]
+        self.T[bs, k] = t
+        self.U[bs, k, :] = values
+        self.count[bs] += 1
+
     def trajectory(self, b: int) -> tuple[np.ndarray, Any]:
         solve, xp = self.solve, self.solve.xp
         if self.every:
@@ -524,7 +583,12 @@ class _Recorder:
             sel = self._order[self._starts[b]:self._starts[b + 1]]
             return self._t[sel], xp.reshape(self._u[sel, ...], (len(sel), *solve.shape))
         k = int(self.count[b])
-        return self.T[b, :k].copy(), xp.reshape(self.U[b, :k, :], (k, *solve.shape))
+        times = self.T[b, :k]
+        # trajectories with the same saved times share one array of them
+        shared = self._shared
+        if shared is None or len(shared) != k or not np.array_equal(shared, times):
+            shared = self._shared = times.copy()
+        return shared, xp.reshape(self.U[b, :k, :], (k, *solve.shape))
 
 
 def _per_component(tol: Any, n: int, be: Any) -> Any:
