@@ -141,11 +141,14 @@ class EnsembleJob:
     alg_options: dict[str, Any] = field(default_factory=dict)
 
     def portable(self) -> EnsembleJob:
-        """The job as sent to other processes: without ``dense=True`` asked explicitly, the
-        solutions keep no dense output (it holds the solver's closures, which do not travel,
-        and it would be shipped back for every trajectory)."""
-        if self.options.get("dense") is not None:
-            return self
+        """The job as sent to other processes: the solutions keep no dense output (it holds
+        the solver's closures, which do not travel, and would be shipped back for every
+        trajectory); ``dense=True`` is refused with the executors that do."""
+        if self.options.get("dense"):
+            raise UnsupportedCombination(
+                "dense=True: dense output holds the solver's closures and does not travel "
+                "between processes; solve with saveat=... (or use ensemble='serial', "
+                "'threads' or 'vectorized')", ("serial", "threads", "vectorized"))
         return replace(self, options={**self.options, "dense": False})
 
     def problem(self, i: int, repeat: int = 0) -> Any:
@@ -210,10 +213,15 @@ def _safety_copy(prob: Any) -> Any:
     changes ``u0`` or ``p`` in place cannot change the base problem (problems are frozen;
     their arrays are what can be mutated). Other fields are shared; arrays autograd is
     differentiating are left as they are (a copy would cut the gradient)."""
-    new = copy.copy(prob)
-    for name, value in vars(prob).items():
+    fields = getattr(prob, "__dict__", None)
+    if fields is None:
+        return copy.copy(prob)
+    new = object.__new__(type(prob))
+    state = new.__dict__
+    state.update(fields)
+    for name, value in fields.items():
         if type(value) is np.ndarray:
-            object.__setattr__(new, name, value.copy())
+            state[name] = value.copy()
     return new
 
 
@@ -279,19 +287,42 @@ class EnsembleSolution:
 
     # ------------------------------------------------------------------ statistics
     def _successful(self) -> Any:
-        if self.t is None:
-            raise InvalidArgument(
-                "summary statistics need solutions saved at shared times (solve with "
-                "saveat=... so that every trajectory saves the same times)")
+        """The successful trajectories' saved states, stacked (``(k, len(t), *shape)``);
+        a failed trajectory (fewer saved times) is left out."""
         keep = [i for i, r in enumerate(self.retcodes) if r in ("Success", "Terminated")]
         if not keep:
             raise InvalidArgument("no trajectory of this ensemble succeeded")
-        u = self.u
-        return u if len(keep) == len(self) else u[np.asarray(keep), ...]
+        if self.t is not None:
+            u = self.u
+            return u if len(keep) == len(self) else u[np.asarray(keep), ...]
+        from .solution import Solution
+
+        values = [self._values[i] for i in keep] if self._values is not None else []
+        if values and all(isinstance(v, Solution) for v in values):
+            stacked, t = _stack(values)
+            if t is not None:
+                self._stats_t = t
+                return stacked
+        raise InvalidArgument(
+            "summary statistics need solutions saved at shared times: solve with saveat=... "
+            "(the successful trajectories here saved different times)")
+
+    @property
+    def stats_t(self) -> np.ndarray | None:
+        """The times of :meth:`mean`, :meth:`var`, ... (``t``, or the successful
+        trajectories' shared times when a failed one saved fewer)."""
+        if self.t is not None:
+            return self.t
+        try:
+            self._successful()
+        except InvalidArgument:
+            return None
+        return getattr(self, "_stats_t", None)
 
     def mean(self) -> Any:
         """The mean over successful trajectories at each saved time: ``(len(t), *shape)``."""
-        return _xp(self.u).mean(self._successful(), axis=0)
+        u = self._successful()
+        return _xp(u).mean(u, axis=0)
 
     def var(self, ddof: int = 1) -> Any:
         """The variance (``ddof=1``: unbiased) at each saved time."""
@@ -302,7 +333,8 @@ class EnsembleSolution:
 
     def std(self, ddof: int = 1) -> Any:
         """The standard deviation at each saved time."""
-        return _xp(self.u).sqrt(self.var(ddof))
+        v = self.var(ddof)
+        return _xp(v).sqrt(v)
 
     def quantile(self, q: Any) -> Any:
         """Quantiles ``q`` (a number or a sequence in ``[0, 1]``) at each saved time
@@ -327,8 +359,9 @@ class EnsembleSolution:
         if ax is None:
             _, ax = plt.subplots()
         for c in (range(flat.shape[1]) if components is None else components):
-            line, = ax.plot(self.t, flat[:, c], label=f"u[{c}] mean", **kwargs)
-            ax.fill_between(self.t, lo[:, c], hi[:, c], color=line.get_color(), alpha=0.25,
+            line, = ax.plot(self.stats_t, flat[:, c], label=f"u[{c}] mean", **kwargs)
+            ax.fill_between(self.stats_t, lo[:, c], hi[:, c], color=line.get_color(),
+                            alpha=0.25,
                             label=f"u[{c}] {quantiles[0]:g}-{quantiles[1]:g} quantiles")
         ax.set_xlabel("t")
         ax.legend()
@@ -448,7 +481,7 @@ def solve_ensemble(eprob: EnsembleProblem, alg: Any, trajectories: Any, ensemble
         capable = [e.name for e in reg.ensembles() if e.traced]
         raise UnsupportedCombination(
             f"ensemble={spec.name!r} cannot carry gradients (autograd traces in one thread "
-            f"of one process); use one of: {', '.join(capable)}", tuple(capable))
+            f"of one process)", tuple(capable))
     if options.get("brownian") is not None:
         raise InvalidArgument(
             "brownian= is one path; an ensemble draws trajectory i's path from "

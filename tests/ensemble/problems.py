@@ -68,3 +68,9 @@ def gbm_drift(u, p, t):
 
 def gbm_diffusion(u, p, t):
     return SIGMA * u
+
+
+def drift_indexed(u, p, t):
+    """A drift written with p[0]: right alone, wrong (every trajectory gets the first's
+    parameter) on a batch."""
+    return -p[0] * u

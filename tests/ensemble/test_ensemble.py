@@ -21,6 +21,7 @@ from .problems import (
     blow_up,
     diffusion,
     drift,
+    drift_indexed,
     gbm_diffusion,
     gbm_drift,
     lotka_volterra,
@@ -400,3 +401,39 @@ def test_dask_client_serves_repeated_solves_in_order() -> None:
     np.testing.assert_array_equal(runs[1].u, local.u)
     for i in range(N_LV):
         assert max_rel_error(np.asarray(runs[2].u[i]), reference_lv(i)) < 200 * 1e-3
+
+
+def test_sde_seeds_follow_the_trajectory_index_in_every_batch_and_chunk() -> None:
+    """Trajectory i draws from (seed, i) whatever batch or Dask chunk it is solved in."""
+    opts = dict(trajectories=8, seed=3, dt=1.0 / 16, saveat=[1.0])
+    serial = np.asarray(ade.solve(sde_ensemble(), "EM", **opts).u)
+    assert len({float(x) for x in serial[:, -1, 0]}) == 8  # eight different paths
+    for extra in ({"ensemble": "vectorized", "batch_size": 3},
+                  {"ensemble": "vectorized", "batch_size": 1},
+                  *([{"ensemble": "dask", "inner": "vectorized", "workers": 2,
+                      "chunksize": 3}] if HAVE_DASK else [])):
+        got = np.asarray(ade.solve(sde_ensemble(), "EM", **opts, **extra).u)
+        np.testing.assert_array_equal(got, serial, err_msg=str(extra))
+
+
+def test_vectorized_sde_checks_that_f_takes_a_batch() -> None:
+    prob = ade.SDEProblem(drift_indexed, diffusion, np.array([1.0, 2.0]), (0.0, 1.0),
+                          np.array([1.0, 0.3]))
+    eprob = ade.EnsembleProblem(prob, prob_func=vary_sde)
+    with pytest.raises(ade.AutodiffeqError, match="does not give trajectory"):
+        ade.solve(eprob, "EM", trajectories=4, seed=1, dt=0.1, ensemble="vectorized")
+
+
+def test_statistics_leave_out_a_failed_trajectory() -> None:
+    prob = ade.ODEProblem(blow_up, np.array([0.2]), (0.0, 2.0))
+    esol = ade.solve(ade.EnsembleProblem(prob, prob_func=vary_blow_up), "Tsit5",
+                     trajectories=3, ensemble="vectorized", saveat=[0.5, 1.5])
+    assert esol.retcodes[2] != "Success" and isinstance(esol.u, list)
+    np.testing.assert_array_equal(esol.stats_t, [0.5, 1.5])
+    exact = np.array([[u0 / (1 - u0 * t) for u0 in (0.2, 0.4)] for t in (0.5, 1.5)])
+    np.testing.assert_allclose(np.asarray(esol.mean())[:, 0], exact.mean(axis=1), rtol=1e-3)
+
+
+def test_processes_refuse_dense_output() -> None:
+    with pytest.raises(ade.UnsupportedCombination, match="dense"):
+        ade.solve(lv_ensemble(), trajectories=2, ensemble="processes", dense=True)

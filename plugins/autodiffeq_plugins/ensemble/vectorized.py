@@ -15,10 +15,12 @@ driver's), the weighted RMS error norm (per trajectory), Hairer's starting step,
 ``maxiters`` and the retcodes are applied per trajectory. Trajectories that finish drop
 out: the arrays are compacted whenever fewer than half of their rows are still running.
 
-Saved times are stops: a trajectory steps exactly onto each of its ``saveat`` and
-``tstops`` times (the next step starts from the step it would have taken), so saved values
-carry the method's step error, not an interpolation error. Without ``saveat`` every
-accepted step is saved.
+Saved times come from each step's dense output, evaluated per trajectory at its own
+``theta = (t_save - t_b) / h_b`` (:meth:`~autodiffeq.Stepper.interpolate` on the scaled
+step), so every trajectory takes the steps of its separate solve (the two agree to
+rounding; the stage sums are BLAS products over the batch, so the last bits depend on the
+batch). ``tstops`` and ``t1`` are stepped onto exactly; a method with only linear dense
+output steps onto its save times too. Without ``saveat`` every accepted step is saved.
 
 **The vectorised ``f`` contract.** ``f(U, P, T)`` is called with ``U`` of shape
 ``(B, *u0.shape)``, ``P`` the trajectories' parameters stacked along a leading axis (``None``
@@ -91,7 +93,7 @@ class VectorizedExecutor:
             if any(ptype.adapter.traced(p) for p in probs):
                 sols = _solve_traced(job, probs)
             elif getattr(ptype.adapter, "stochastic", False):
-                sols = solve_sde_batch(job, probs)
+                sols = solve_sde_batch(job, probs, batch)
             else:
                 sols = BatchedSolve(job, probs).run()
             yield [job.finish(i, sol) for i, sol in zip(batch, sols)]
@@ -105,6 +107,12 @@ def _unsupported(what: str) -> UnsupportedCombination:
         f"ensemble='vectorized' does not support {what} (yet); ensemble='serial', 'threads', "
         f"'processes' or 'dask' solve each trajectory with every feature",
         ("serial", "threads", "processes", "dask"))
+
+
+def _unsupported_gradient(what: str) -> UnsupportedCombination:
+    return UnsupportedCombination(
+        f"ensemble='vectorized' does not support {what}; ensemble='serial' differentiates "
+        f"each trajectory's solve", ("serial",))
 
 
 def _stack_parameters(probs: list[Any]) -> Any:
@@ -253,6 +261,7 @@ class BatchedSolve:
                     later = np.asarray(sv)[1:] if at_t0 else np.asarray(sv)
                     table[k, :len(later)] = later
             self.save_times = table[which]
+        self.next_save = self.save_times[:, 0].copy()  # each trajectory's next save time
         self.save_every = saveat is None
 
     # ------------------------------------------------------------------ f
@@ -294,8 +303,10 @@ class BatchedSolve:
                 raise InvalidArgument(
                     f"ensemble='vectorized': f on a batch does not give trajectory {b}'s f "
                     f"(f(U, P, T)[{b}] = {batch[b]} but f(u0, p, t0) = {alone}): f must treat "
-                    f"the leading axis as the trajectories (u[..., i], p[..., j]; see the "
-                    f"docs), or use ensemble='serial'")
+                    f"the leading axis as the trajectories (u[..., i], p[..., j]; T has "
+                    f"shape (B, 1, ...), so that it broadcasts against U: a term like "
+                    f"cos(t) added to u[..., 0] needs u[..., 0:1]; see the docs), or use "
+                    f"ensemble='serial'")
 
     # ------------------------------------------------------------------ solve
     def run(self) -> list[Solution]:
@@ -385,13 +396,15 @@ class BatchedSolve:
                 accept = running & (eest <= 1.0)
                 # the controller (autodiffeq.controller.PIController), per trajectory
                 with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                    grow = eest ** beta1 / safety
                     q = np.where(eest == 0.0, 1.0 / qmax,
-                                 np.clip(eest ** beta1 / qold[idx] ** beta2 / safety,
-                                         1.0 / qmax, 1.0 / qmin))
-                    q_rej = np.where(np.isfinite(eest),
-                                     np.minimum(1.0 / qmin, eest ** beta1 / safety),
-                                     1.0 / qmin)
-                    new_dt = np.where(accept, h_eff / q, h_eff / q_rej)
+                                 np.clip(grow / qold[idx] ** beta2, 1.0 / qmax, 1.0 / qmin))
+                    if np.all(accept | ~running):
+                        new_dt = h_eff / q
+                    else:
+                        q_rej = np.where(np.isfinite(eest), np.minimum(1.0 / qmin, grow),
+                                         1.0 / qmin)
+                        new_dt = np.where(accept, h_eff / q, h_eff / q_rej)
                 # after a step cut short to land on a stop the controller's step resumes
                 # (no growth from the short step's small error)
                 new_dt = np.where(accept & hits, np.minimum(new_dt, h), new_dt)
@@ -424,7 +437,10 @@ class BatchedSolve:
                 nstop[b_acc[hit_acc]] += 1
                 done = hit_acc & (nstop[b_acc] >= nstops[b_acc])
                 running[acc[done]] = False
-            # failures end a trajectory with its retcode and its states so far
+            # failures end a trajectory with its retcode and its states so far (only a
+            # rejected or non-finite attempt can fail; maxiters is checked every step)
+            if np.all(accept | ~running) and not np.any(attempts[idx] >= maxiters):
+                continue
             bad_nonfinite = running & ~finite & (not adaptive)
             retcode[idx[bad_nonfinite]] = "Unstable"
             if adaptive:
@@ -458,9 +474,10 @@ class BatchedSolve:
         (:meth:`~autodiffeq.Stepper.interpolate` of the scaled step, ``dt = 1``); a save
         time at the step's end takes the step's value itself."""
         xp, n, tdir = self.xp, self.n, self.tdir
+        next_save = self.next_save
         data = None
         while True:
-            nxt = self.save_times[b_acc, nsave[b_acc]]
+            nxt = next_save[b_acc]
             cross = tdir * (nxt - t_new) <= 0.0
             if not np.any(cross):
                 return
@@ -480,6 +497,7 @@ class BatchedSolve:
                 values[at_end, ...] = U_new[r[at_end], ...]
             recorder.save(bs, ts, values)
             nsave[bs] += 1
+            next_save[bs] = self.save_times[bs, nsave[bs]]
 
     def _proxy(self, scaled: Any, width: int) -> Any:
         """For a method that needs Jacobians (Rosenbrock), the problem its stepper reads
@@ -544,6 +562,7 @@ class _Recorder:
         m = max(1, solve.max_saves)
         self.T = np.full((B, m), np.nan)
         self.U = xp.zeros((B, m, n), dtype=solve.dtype)
+        self._U_rows = xp.reshape(self.U, (B * m, n))  # a view: one row per (trajectory, slot)
         first = solve.save_t0
         if np.any(first):
             rows = np.nonzero(first)[0]
@@ -565,9 +584,9 @@ class _Recorder:
 
     def save(self, bs: np.ndarray, t: np.ndarray, values: Any) -> None:
         """Interpolated saves: trajectory ``bs[j]`` at ``t[j]`` is ``values[j]``."""
-        k = self.count[bs]
-        self.T[bs, k] = t
-        self.U[bs, k, :] = values
+        slot = bs * self.T.shape[1] + self.count[bs]  # rows of the (B m, n) view
+        self.T.reshape(-1)[slot] = t
+        self._U_rows[slot, :] = values
         self.count[bs] += 1
 
     def trajectory(self, b: int) -> tuple[np.ndarray, Any]:
@@ -642,11 +661,12 @@ def _solve_traced(job: EnsembleJob, probs: list[Any]) -> list[Solution]:
     reg = resolve_registry(job.registry)
     ptype = problem_type_of(reg, first)
     if ptype.name != "ODE":
-        raise _unsupported(f"gradients through {ptype.name} problems")
+        raise _unsupported_gradient(f"gradients through {ptype.name} problems")
     spans = {(float(p.tspan[0]), float(p.tspan[1])) for p in probs}
     if len(spans) != 1:
-        raise _unsupported("gradients when prob_func changes tspan (the differentiated "
-                           "batch is one solve on a shared time span)")
+        raise _unsupported_gradient("gradients when prob_func changes tspan (the "
+                                    "differentiated batch is one solve on a shared time "
+                                    "span)")
     if any(p.f is not first.f for p in probs):
         raise InvalidArgument("ensemble='vectorized' calls one f for the batch: prob_func "
                               "may change u0, p and tspan, not f")
@@ -686,7 +706,8 @@ def _part(sol: Solution, b: int, shape: tuple[int, ...], m: int, prob: Any) -> S
     return part
 
 
-def solve_sde_batch(job: EnsembleJob, probs: list[Any]) -> list[Solution]:
+def solve_sde_batch(job: EnsembleJob, probs: list[Any], indices: list[int]
+                    ) -> list[Solution]:
     """A batch of SDE trajectories on one fixed grid: one solve of the stacked system, its
     noise a :class:`~autodiffeq.brownian.StackedBrownianPath` of the trajectories' own paths
     (trajectory ``i``'s from the seed ``(seed, i)``), and its steps those the core driver
@@ -699,7 +720,11 @@ def solve_sde_batch(job: EnsembleJob, probs: list[Any]) -> list[Solution]:
 
     first = probs[0]
     opts = dict(job.options)
-    if opts.get("adaptive") is not False or opts.get("dt") is None:
+    reg = resolve_registry(job.registry)
+    spec = None if job.alg is None else (reg.solver(job.alg) if isinstance(job.alg, str)
+                                         else job.alg)
+    fixed = opts.get("adaptive") is False or (spec is not None and not spec.adaptive)
+    if not fixed or opts.get("dt") is None:
         raise UnsupportedCombination(
             "ensemble='vectorized' steps SDE trajectories on one fixed grid: pass "
             "adaptive=False and dt=... (adaptive SDE steps refine each trajectory's own "
@@ -718,10 +743,9 @@ def solve_sde_batch(job: EnsembleJob, probs: list[Any]) -> list[Solution]:
                 f"{i}'s problem has another f, g, noise or interpretation")
         if tuple(p.tspan) != tuple(first.tspan):
             raise _unsupported("SDE trajectories with different time spans")
-    reg = resolve_registry(job.registry)
     ptype = problem_type_of(reg, first)
-    request = build_request(first, job.alg, {**opts, "seed": job.seed_of(0), "dense": False,
-                                             "progress": False},
+    request = build_request(first, job.alg, {**opts, "seed": job.seed_of(indices[0]),
+                                             "dense": False, "progress": False},
                             dict(job.alg_options), reg, ptype)
     be = request.backend
     xp = be.xp
@@ -743,8 +767,10 @@ def solve_sde_batch(job: EnsembleJob, probs: list[Any]) -> list[Solution]:
     def stacked_g(U: Any, P: Any, t: float) -> Any:
         return xp.reshape(g(xp.reshape(U, (B, *shape)), P, t), (B * n,))
 
+    _check_sde_batch(f, g, probs, P, be, request.dtype, shape)
+    # trajectory i's path from its own seed (seed, i): the same path as its separate solve
     paths = [BrownianPath(p.tspan, p.noise_shape, seed=job.seed_of(i), backend=be)
-             for i, p in enumerate(probs)]
+             for i, p in zip(indices, probs)]
     repeat = n if first.noise == "scalar" else 1
     stacked = SDEProblem(stacked_f, stacked_g, U0, first.tspan, P,
                          noise="additive" if first.noise == "additive" else "diagonal",
@@ -753,7 +779,7 @@ def solve_sde_batch(job: EnsembleJob, probs: list[Any]) -> list[Solution]:
     sol = solve(stacked, request.solver, brownian=StackedBrownianPath(paths, repeat),
                 registry=job.registry, **options, **job.alg_options)
     if sol.retcode not in ("Success", "Terminated"):
-        return [job.solve_problem(p, i) for i, p in enumerate(probs)]
+        return [job.solve_problem(p, i) for i, p in zip(indices, probs)]
     m = len(sol.t)
     out = []
     u = xp.reshape(sol.u, (m, B, *shape))
@@ -763,3 +789,35 @@ def solve_sde_batch(job: EnsembleJob, probs: list[Any]) -> list[Solution]:
         part.W = paths[b]
         out.append(part)
     return out
+
+
+def _check_sde_batch(f: Any, g: Any, probs: list[Any], P: Any, be: Any, dtype: Any,
+                     shape: tuple[int, ...]) -> None:
+    """``f`` and ``g`` on the first trajectories as a batch (``U`` of shape ``(B, *shape)``,
+    ``P`` stacked, ``t`` a shared scalar) equal ``f`` and ``g`` on each alone."""
+    k = min(3, len(probs))
+    t0 = float(probs[0].tspan[0])
+    U = np.stack([np.asarray(be.to_host(p.u0) if be.is_native(p.u0) else p.u0,
+                             dtype=np.float64) for p in probs[:k]])
+    for name, fn in (("f", f), ("g", g)):
+        try:
+            batch = np.asarray(fn(be.asarray(U, dtype=dtype), None if P is None else P[:k],
+                                  t0), dtype=np.float64)
+        except Exception as exc:
+            raise InvalidArgument(
+                f"ensemble='vectorized' calls {name} on a batch, {name}(U, P, t) with U of "
+                f"shape (B, {', '.join(map(str, shape))}), P the stacked parameters and t "
+                f"a number, and this {name} raised {type(exc).__name__}: {exc}. Write it "
+                f"with u[..., i] / p[..., j] indexing (docs: the vectorised f contract) or "
+                f"use ensemble='serial'") from exc
+        for b, p in enumerate(probs[:k]):
+            alone = np.asarray(fn(be.asarray(U[b], dtype=dtype), p.p, t0), dtype=np.float64)
+            if batch.shape[1:] != alone.shape or not np.allclose(
+                    batch[b], alone, rtol=1e-10,
+                    atol=1e-12 * (np.max(np.abs(alone)) + np.finfo(np.float64).tiny)):
+                raise InvalidArgument(
+                    f"ensemble='vectorized': {name} on a batch does not give trajectory "
+                    f"{b}'s {name} ({name}(U, P, t)[{b}] = {batch[b] if batch.ndim else batch}"
+                    f" but {name}(u0, p, t0) = {alone}): the leading axis must be the "
+                    f"trajectories, for U and for P (p[..., j], not p[j]); or use "
+                    f"ensemble='serial'")
