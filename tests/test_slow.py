@@ -119,11 +119,15 @@ def test_delay_equation_examples_run(name, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["sde_lotka_volterra", "neural_sde"])
-def test_sde_examples_run(name, tmp_path):
-    """Each SDE example checks itself (the pathwise gradient against central differences and
-    the fitted parameters; the held-out loss of the neural SDE fell 100-fold) and exits 1 when
-    a check fails."""
+@pytest.mark.parametrize("name", ["sde_lotka_volterra", "neural_sde", "ensemble_monte_carlo",
+                                  "ensemble_dask"])
+def test_sde_and_ensemble_examples_run(name, tmp_path):
+    """Each example checks itself and exits 1 when a check fails: the SDE examples (the
+    pathwise gradient against central differences and the fitted parameters; the held-out
+    loss of the neural SDE fell 100-fold), the ensemble examples (Monte Carlo means against
+    the analytic ones, executors bit for bit against each other)."""
+    if name == "ensemble_dask":
+        pytest.importorskip("distributed", reason="dask.distributed (extra 'dask')")
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / f"{name}.py"), "--out",
          str(tmp_path / f"{name}.png")],
@@ -134,24 +138,14 @@ def test_sde_examples_run(name, tmp_path):
 
 
 @pytest.mark.slow
-def test_delay_equation_benchmark_quick_run(tmp_path):
-    """benchmarks/dde.py runs (peers that are not installed are skipped with a message)."""
+@pytest.mark.parametrize("name", ["dde", "sde", "ensemble"])
+def test_family_benchmark_quick_run(name, tmp_path):
+    """benchmarks/dde.py, sde.py and ensemble.py run (peers that are not installed are
+    skipped with a message)."""
     out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "dde.py"), "--quick", "--out",
+        [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--quick", "--out",
          str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    assert (tmp_path / "dde.csv").stat().st_size > 100
-
-
-@pytest.mark.slow
-def test_stochastic_benchmark_quick_run(tmp_path):
-    """benchmarks/sde.py runs (peers that are not installed are skipped with a message)."""
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "sde.py"), "--quick", "--out",
-         str(tmp_path)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    assert (tmp_path / "sde.csv").stat().st_size > 100
+    assert (tmp_path / f"{name}.csv").stat().st_size > 100

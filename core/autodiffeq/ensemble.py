@@ -58,9 +58,10 @@ class EnsembleProblem:
         reduction: ``reduction(acc, values, indices) -> (acc, done)`` per batch (default:
             none: every trajectory's value is kept).
         u_init: the reduction's initial accumulator.
-        safetycopy: pass ``prob_func`` a copy of ``prob`` with its arrays copied (so a
-            ``prob_func`` that changes ``prob.u0`` or ``prob.p`` in place cannot leak one
-            trajectory into the next); with ``False`` it receives ``prob`` itself.
+        safetycopy: pass ``prob_func`` a copy of ``prob`` with its arrays and its ``dict`` /
+            ``list`` parameters copied (so a ``prob_func`` that changes ``prob.u0`` or
+            ``prob.p`` in place cannot leak one trajectory into the next); with ``False`` it
+            receives ``prob`` itself.
     """
 
     def __init__(self, prob: Any, prob_func: Callable[..., Any] | None = None,
@@ -147,8 +148,8 @@ class EnsembleJob:
         if self.options.get("dense"):
             raise UnsupportedCombination(
                 "dense=True: dense output holds the solver's closures and does not travel "
-                "between processes; solve with saveat=... (or use ensemble='serial', "
-                "'threads' or 'vectorized')", ("serial", "threads", "vectorized"))
+                "between processes; solve with saveat=... (or use ensemble='serial' or "
+                "'threads')", ("serial", "threads"))
         return replace(self, options={**self.options, "dense": False})
 
     def problem(self, i: int, repeat: int = 0) -> Any:
@@ -209,10 +210,11 @@ class EnsembleJob:
 
 
 def _safety_copy(prob: Any) -> Any:
-    """A copy of ``prob`` whose NumPy array fields are copies, so that a ``prob_func`` that
-    changes ``u0`` or ``p`` in place cannot change the base problem (problems are frozen;
-    their arrays are what can be mutated). Other fields are shared; arrays autograd is
-    differentiating are left as they are (a copy would cut the gradient)."""
+    """A copy of ``prob`` whose NumPy array fields are copies and whose ``dict``/``list``
+    fields (parameters as containers) are deep copies, so that a ``prob_func`` that changes
+    ``u0`` or ``p`` in place cannot change the base problem (problems are frozen; their
+    arrays and containers are what can be mutated). Other fields are shared; arrays autograd
+    is differentiating are left as they are (a copy would cut the gradient)."""
     fields = getattr(prob, "__dict__", None)
     if fields is None:
         return copy.copy(prob)
@@ -222,6 +224,8 @@ def _safety_copy(prob: Any) -> Any:
     for name, value in fields.items():
         if type(value) is np.ndarray:
             state[name] = value.copy()
+        elif isinstance(value, (dict, list)):  # parameters as containers: copied deeply
+            state[name] = copy.deepcopy(value)
     return new
 
 

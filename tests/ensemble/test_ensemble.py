@@ -437,3 +437,19 @@ def test_statistics_leave_out_a_failed_trajectory() -> None:
 def test_processes_refuse_dense_output() -> None:
     with pytest.raises(ade.UnsupportedCombination, match="dense"):
         ade.solve(lv_ensemble(), trajectories=2, ensemble="processes", dense=True)
+
+
+def test_safety_copy_protects_container_parameters_and_dense_is_refused_where_lost() -> None:
+    prob = ade.ODEProblem(lambda u, p, t: -p["k"] * u, np.ones(1), (0.0, 1.0), {"k": 1.0})
+
+    def bump(pr, i, repeat):
+        pr.p["k"] += 1.0  # in place: must not reach the base problem or the others
+        return pr
+
+    esol = ade.solve(ade.EnsembleProblem(prob, prob_func=bump), trajectories=3,
+                     saveat=[1.0])
+    assert prob.p == {"k": 1.0} and [s.prob.p["k"] for s in esol] == [2.0, 2.0, 2.0]
+    with pytest.raises(ade.UnsupportedCombination, match="no dense output") as err:
+        ade.solve(sde_ensemble(), "EM", trajectories=2, seed=1, dt=0.1,
+                  ensemble="vectorized", dense=True)
+    assert "processes" not in str(err.value)

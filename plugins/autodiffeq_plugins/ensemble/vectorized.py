@@ -35,7 +35,8 @@ the non-stiff default, Tsit5, or Vern7 at ``rtol < 1e-7``) and the Rosenbrock fa
 scaled system's Jacobian is ``h_b df/du`` per trajectory, block diagonal: it is found by
 colour-compressed finite differences, as many colours as one trajectory's Jacobian needs, and
 each step factors the block-diagonal ``W`` by sparse LU; the time derivative ``h_b^2 df/dt``
-as the family finds it). Other problem types
+as the family finds it); SDE problems on a fixed grid (:func:`solve_sde_batch`: every
+trajectory's own Brownian path, bit for bit its separate solve). Other problem types
 and families raise :class:`~autodiffeq.UnsupportedCombination` naming the executors that
 solve them. A problem that autograd differentiates is solved as one system of all
 trajectories (shared steps, the error norm the largest of the trajectories' own), which the
@@ -164,7 +165,9 @@ class BatchedSolve:
             if value not in (None, (), []):
                 raise _unsupported(what)
         if opts.get("dense"):
-            raise _unsupported("dense output (sol(t)); pass saveat=... instead")
+            raise UnsupportedCombination(
+            "ensemble='vectorized' keeps no dense output (sol(t)): pass saveat=..., or use "
+            "ensemble='serial' or 'threads' for dense output", ("serial", "threads"))
         if opts.get("controller") not in (None, "PI"):
             raise _unsupported("controllers other than PI")
         if any(getattr(p, "mass_matrix", None) is not None for p in probs):
@@ -290,9 +293,12 @@ class BatchedSolve:
         except Exception as exc:
             raise InvalidArgument(
                 f"ensemble='vectorized' calls f on a batch, f(U, P, T) with U of shape "
-                f"(B, {', '.join(map(str, self.shape))}), and this f raised "
-                f"{type(exc).__name__}: {exc}. Write f with u[..., i] / p[..., j] indexing "
-                f"(docs: the vectorised f contract) or use ensemble='serial'") from exc
+                f"(B, {', '.join(map(str, self.shape))}), P the stacked parameters and T of "
+                f"shape (B, {', '.join(['1'] * len(self.shape))}) (so that it broadcasts "
+                f"against U), and this f raised {type(exc).__name__}: {exc}. Write f with "
+                f"u[..., i] / p[..., j] indexing, and u[..., i:i+1] where a term in t joins "
+                f"a component (docs: the vectorised f contract), or use ensemble='serial'"
+                ) from exc
         for b in range(k):
             p = self.probs[b]
             alone = np.asarray(self.be.to_host(self.xp.asarray(
@@ -733,6 +739,10 @@ def solve_sde_batch(job: EnsembleJob, probs: list[Any], indices: list[int]
     for name, what in _REFUSED.items():
         if opts.get(name) not in (None, (), []):
             raise _unsupported(what)
+    if opts.get("dense"):
+        raise UnsupportedCombination(
+            "ensemble='vectorized' keeps no dense output (sol(t)): pass saveat=..., or use "
+            "ensemble='serial' or 'threads' for dense output", ("serial", "threads"))
     if first.noise == "general":
         raise _unsupported("general noise (g is a matrix per trajectory)")
     for i, p in enumerate(probs):
