@@ -149,3 +149,21 @@ def test_family_benchmark_quick_run(name, tmp_path):
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert (tmp_path / f"{name}.csv").stat().st_size > 100
+
+
+@pytest.mark.slow
+def test_layers_chapter_code_trains(tmp_path):
+    """The code of docs/layers.md runs as a reader runs it, block after block, and its
+    trainings reduce their losses at least tenfold."""
+    import re
+
+    text = (ROOT / "docs" / "layers.md").read_text()
+    script = tmp_path / "layers_doc.py"
+    script.write_text("\n".join(re.findall(r"```python\n(.*?)```", text, re.S)))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    falls = re.findall(r"loss ([0-9.e+-]+) -> ([0-9.e+-]+)", out.stdout)
+    assert len(falls) == 2, out.stdout
+    for before, after in falls:
+        assert float(after) < float(before) / 10, out.stdout
