@@ -123,7 +123,60 @@ class Solution:
     def dense(self) -> bool:
         return self.dense_output is not None
 
-    def __call__(self, t: Any) -> Any:
+    def __call__(self, t: Any, idxs: Any = None) -> Any:
+        """The dense output at ``t`` (a number: ``u0``'s shape; a 1-D array: ``(len(t),
+        *u0.shape)``), or only the flat components ``idxs`` (an int or a sequence of them:
+        the last axis is then those components)."""
+        values = self._dense(t)
+        if idxs is None:
+            return values
+        return self._components(values, idxs, np.ndim(t) == 0)
+
+    def _components(self, values: Any, idxs: Any, scalar: bool) -> Any:
+        n = int(np.prod(self.shape, dtype=np.int64))
+        try:
+            index = np.asarray(idxs, dtype=np.int64)
+        except (TypeError, ValueError):
+            raise DenseOutputError(f"idxs must be an int or a sequence of ints, got {idxs!r}"
+                                   ) from None
+        if index.ndim > 1 or np.any(index < -n) or np.any(index >= n):
+            raise DenseOutputError(f"idxs {idxs!r} is out of range for a state of {n} "
+                                   f"components")
+        xp = self.backend.xp
+        flat = xp.reshape(values, (n,) if scalar else (-1, n))
+        return flat[..., index] if index.ndim else flat[..., int(index)]
+
+    def plot(self, idxs: Any = None, ax: Any = None, dense: bool = True, **kwargs: Any) -> Any:
+        """The solution's components over time (matplotlib, extra ``plot``): the dense
+        output on a fine grid when there is one (``dense=True``), the saved states as
+        markers; ``idxs`` picks flat components. Returns the axes."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("Solution.plot needs matplotlib: pip install "
+                              "'autodiffeq[plot]'") from exc
+        n = int(np.prod(self.shape, dtype=np.int64))
+        comps = list(range(n)) if idxs is None else list(np.atleast_1d(idxs))
+        if ax is None:
+            _, ax = plt.subplots()
+        saved = np.asarray(self.backend.to_host(self.u), dtype=np.float64).reshape(len(self.t),
+                                                                                  n)
+        fine = None
+        if dense and self.dense_output is not None and len(self.t) > 1:
+            grid = np.linspace(self.t[0], self.t[-1], max(200, 4 * len(self.t)))
+            fine = (grid, np.asarray(self.backend.to_host(self._dense(grid)),
+                                     dtype=np.float64).reshape(len(grid), n))
+        for c in comps:
+            if fine is not None:
+                line, = ax.plot(fine[0], fine[1][:, c], label=f"u[{c}]", **kwargs)
+                ax.plot(self.t, saved[:, c], ".", color=line.get_color(), markersize=3)
+            else:
+                ax.plot(self.t, saved[:, c], ".-", label=f"u[{c}]", **kwargs)
+        ax.set_xlabel("t")
+        ax.legend()
+        return ax
+
+    def _dense(self, t: Any) -> Any:
         _refuse_traced_time(t)
         if self.dense_output is None:
             raise DenseOutputError(
