@@ -334,6 +334,10 @@ def _sensitivity_equations(
 
 
 # --------------------------------------------------------------------------- options
+#: the most fixed steps a gradient check takes (tight level; the probe takes half)
+FIXED_STEPS_MAX = 100
+
+
 def gradient_options(spec: SolverSpec, span: float, level: str = "tight") -> dict[str, Any]:
     """Solve options of the gradient checks, from the solver's declared orders.
 
@@ -342,16 +346,20 @@ def gradient_options(spec: SolverSpec, span: float, level: str = "tight") -> dic
     Vern7, 3e-8 for Tsit5 and Rodas5P, 1e-6 for Rodas4, 3e-5 for BS3, 1e-3 for Heun): the
     number of steps, about ``rtol**(-1/q)``, is then much the same for every order, so
     low-order solvers stay affordable (their allowance is correspondingly wider);
-    ``atol = rtol / 100``. Fixed-step solvers ``dt = span / max(40, ceil(10**(3 / order)))``.
-    ``"probe"`` (agreement): ``rtol = max(1e-4, tight rtol)`` or ``dt = span / max(20,
-    ceil(10**(2 / order)))``, coarse enough that the discrete solution's gradient differs
-    measurably from the exact one. ``"fixed"``: the probe's fixed steps for every solver.
+    ``atol = rtol / 100``. Fixed-step solvers ``dt = span / max(40, ceil(10**(3 / order)))``,
+    at most :data:`FIXED_STEPS_MAX` steps (a first-order solver then costs what a
+    second-order one does, not 25x: the allowance scales with the measured discretisation
+    error, as for adaptive low-order solvers). ``"probe"`` (agreement): ``rtol = max(1e-4,
+    tight rtol)`` or ``dt = span / max(20, ceil(10**(2 / order)))`` (at most half as many
+    steps), coarse enough that the discrete solution's gradient differs measurably from the
+    exact one. ``"fixed"``: the probe's fixed steps for every solver.
     """
     if level not in ("tight", "probe", "fixed"):
         raise ValueError(f"level must be 'tight', 'probe' or 'fixed', got {level!r}")
     if level == "fixed" or not spec.adaptive:
-        least, digits = (40, 3.0) if level == "tight" else (20, 2.0)
-        steps = max(least, math.ceil(10.0 ** (digits / max(spec.order, 1))))
+        least, digits, most = (40, 3.0, FIXED_STEPS_MAX) if level == "tight" \
+            else (20, 2.0, FIXED_STEPS_MAX // 2)
+        steps = min(most, max(least, math.ceil(10.0 ** (digits / max(spec.order, 1)))))
         return {"adaptive": False, "dt": span / steps}
     q = min(spec.order, (spec.error_order or spec.order - 1) + 1)
     rtol = 10.0 ** -min(8.0, 1.5 * q)
