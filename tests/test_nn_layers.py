@@ -137,3 +137,9 @@ def test_nn_is_an_attribute_of_the_package() -> None:
     import autodiffeq
 
     assert autodiffeq.nn.NeuralODE is nn.NeuralODE
+
+
+def test_mlp_has_init_params_like_the_layers() -> None:
+    mlp = nn.MLP([2, 4, 2])
+    np.testing.assert_array_equal(mlp.init_params(0), mlp.init(0))
+    assert mlp.init_params(0).shape == (mlp.n_params,)

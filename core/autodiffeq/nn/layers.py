@@ -83,9 +83,17 @@ def check_params(params: Any, n: int, owner: str) -> Any:
         raise ShapeMismatch(f"{owner}: params has shape {tuple(shape)}; expected ({n},) (this "
                             f"layer has {n} parameters: init_params(seed) makes them)")
     dtype = getattr(params, "dtype", None)
-    if dtype is not None and np.dtype(dtype).kind != "f":
+    if dtype is not None and not _is_float(dtype):
         raise InvalidType(f"{owner}: params must be floating point, got dtype {dtype}")
     return params
+
+
+def _is_float(dtype: Any) -> bool:
+    """Whether ``dtype`` (NumPy's or another array library's) is a real floating type."""
+    try:
+        return np.dtype(dtype).kind == "f"
+    except TypeError:  # e.g. array_api_strict.float64
+        return "float" in str(dtype)
 
 
 def call_model(model: Any, x: Any, params: Any) -> Any:

@@ -177,6 +177,11 @@ class MLP:
             p[w0:w1] = rng.uniform(-a, a, size=n_a * n_b)
         return p
 
+    def init_params(self, seed: int | np.random.Generator | None = None,
+                    scale: float = 1.0) -> np.ndarray:
+        """:meth:`init` under the name every :mod:`autodiffeq.nn` layer uses."""
+        return self.init(seed, scale)
+
     def unflatten(self, p: Any) -> list[tuple[Any, Any]]:
         """The layers ``[(W_1, b_1), ..., (W_L, b_L)]`` of flat ``p`` (views where possible;
         works on autograd boxes too)."""
