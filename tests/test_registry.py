@@ -137,6 +137,16 @@ def test_plugin_that_fails_to_import_is_skipped(monkeypatch):
     strict = ade.Registry(strict=True)
     with pytest.raises(ade.PluginError, match="broken on purpose"):
         strict.solvers()
+    # the warning turned into an error: every call raises, none finds a half-loaded catalogue
+    erroring = ade.Registry()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ade.PluginLoadWarning)
+        for _ in range(2):
+            with pytest.raises(ade.PluginLoadWarning, match="broken"):
+                erroring.solvers()
+    with pytest.warns(ade.PluginLoadWarning, match="broken"):
+        assert "Tsit5" in [s.name for s in erroring.solvers()]
+    assert [f.name for f in erroring.failed_plugins()] == ["broken"]
 
 
 def test_compatible_answers_with_reason_and_alternatives():

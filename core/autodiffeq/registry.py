@@ -181,7 +181,13 @@ class Registry:
     def _load_entry_points(self) -> None:
         if self._entry_points_loaded or not self._use_entry_points:
             return
+        # marked loaded only once every entry point has been tried: a failure that escapes
+        # (a PluginLoadWarning turned into an error) leaves the next call to try again and
+        # fail the same way, rather than find a half-loaded catalogue
+        self._load_each_entry_point()
         self._entry_points_loaded = True
+
+    def _load_each_entry_point(self) -> None:
         for ep in importlib_metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
             dist = getattr(ep, "dist", None)
             dist_name = dist.metadata["Name"] if dist is not None else ""
@@ -198,7 +204,8 @@ class Registry:
                         f"plugin {ep.name!r} (distribution {dist_name}) failed to load: "
                         f"{failure.error}"
                     ) from exc
-                self._failed.append(failure)
+                if all(f.name != failure.name for f in self._failed):
+                    self._failed.append(failure)
                 warnings.warn(
                     f"autodiffeq plugin {ep.name!r} from distribution {dist_name!r} failed to "
                     f"load and was skipped: {failure.error}",
