@@ -27,6 +27,20 @@ def host_generator(seed: Any = None) -> np.random.Generator:
     return np.random.Generator(np.random.SFC64(seed))
 
 
+def parameters_on_backend(p: Any, be: Backend) -> Any:
+    """``p`` as ``f`` sees it: a NumPy float array (or a list/tuple/dict of them) moves to a
+    non-NumPy backend at the boundary, so ``f(u, p, t)`` combines arrays of one library;
+    anything else (scalars, objects, arrays already on the backend) passes unchanged."""
+    if isinstance(p, np.ndarray) and p.dtype.kind == "f" and not be.is_native(p):
+        return be.asarray(p)
+    if isinstance(p, (list, tuple)) and any(isinstance(x, np.ndarray) for x in p) and not (
+            be.is_native(np.zeros(0))):
+        return type(p)(parameters_on_backend(x, be) for x in p)
+    if isinstance(p, dict) and not be.is_native(np.zeros(0)):
+        return {k: parameters_on_backend(v, be) for k, v in p.items()}
+    return p
+
+
 class Backend:
     """Base class of array backends. Subclasses set ``name``, ``xp`` and ``device``.
 

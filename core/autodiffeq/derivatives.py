@@ -191,6 +191,7 @@ class SparsityPlan:
         self.rows, self.cols = rows, cols
         # flat position of each stored entry in the (ncolors, n) block of evaluations
         self._gather = self.colors[cols] * self.n + rows
+        self._gather_arrays: tuple[Any, ...] | None = None
         self._host_masks = [self.colors == c for c in range(self.ncolors)]
         self._masks: dict[Any, list[Any]] = {}
         self._dense: dict[Any, tuple[Any, Any]] = {}
@@ -202,6 +203,16 @@ class SparsityPlan:
             out = [self._conv(m.astype(np.float64), dtype=dtype) for m in self._host_masks]
             self._masks[dtype] = out
         return out
+
+    def _gather_parts(self) -> tuple[Any, Any, Any, Any, Any]:
+        """The gather positions, rows, columns and the CSC structure as arrays of the
+        states' library (host NumPy arrays on NumPy; moved once elsewhere)."""
+        parts = self._gather_arrays
+        if parts is None:
+            host = (self._gather, self.rows, self.cols, self.indices, self.indptr)
+            parts = host if self.xp is np else tuple(self._conv(a) for a in host)
+            self._gather_arrays = parts
+        return parts
 
     def _dense_parts(self, dtype: Any) -> tuple[Any, Any]:
         """Dense pattern ``P`` (0/1, ``(n, n)``) and the colour of each column (backend)."""
@@ -252,18 +263,19 @@ class SparsityPlan:
         """``J`` from the evaluation blocks ``Da`` (and ``Db`` for second order), each
         ``(ncolors, n)``, and the weights ``w``: ``(h,)`` or ``(ca, cb, c0)``."""
         xp = self.xp
-        if self.sparse is not None and xp is np:
-            # vectorised gather of every stored entry from the stacked evaluations
-            g = self._gather
-            rows, cols = self.rows, self.cols
+        if self.sparse is not None:
+            # vectorised gather of every stored entry from the stacked evaluations (a
+            # backend with a scipy.sparse-like namespace, NumPy or CuPy, indexes by integer
+            # arrays; the index arrays live where the values do)
+            g, rows, cols, indices, indptr = self._gather_parts()
             if Db is None:
                 (h,) = w
-                data = (Da.reshape(-1)[g] - f0[rows]) / h[cols]
+                data = (xp.reshape(Da, (-1,))[g] - f0[rows]) / h[cols]
             else:
                 ca, cb, c0 = w
-                data = (ca[cols] * Da.reshape(-1)[g] - cb[cols] * Db.reshape(-1)[g]
-                        - c0[cols] * f0[rows])
-            return self.sparse.csc_matrix((data, self.indices, self.indptr), shape=self.shape)
+                data = (ca[cols] * xp.reshape(Da, (-1,))[g]
+                        - cb[cols] * xp.reshape(Db, (-1,))[g] - c0[cols] * f0[rows])
+            return self.sparse.csc_matrix((data, indices, indptr), shape=self.shape)
         # dense result with array-API operations only: J = P * G, G[i, j] = D[colour(j), i]
         P, colors = self._dense_parts(dtype)
         if self.ncolors == 0:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend
+from .backend import Backend, parameters_on_backend
 from .callbacks import time_first
 from .errors import InvalidType, ShapeMismatch, SolverWarning
 from .problems import ODEProblem
@@ -68,20 +68,6 @@ class ODEAdapter:
         rhs = RHS(prob.f, p, shape, dtype, be, prob, convert_output=convert,
                   registry=request.registry)
         return PreparedSolve(rhs=rhs, u0=u0, f0=f0, derivative=derivative)
-
-
-def parameters_on_backend(p: Any, be: Backend) -> Any:
-    """``p`` as ``f`` sees it: a NumPy float array (or a list/tuple/dict of them) moves to a
-    non-NumPy backend at the boundary, so ``f(u, p, t)`` combines arrays of one library;
-    anything else (scalars, objects, arrays already on the backend) passes unchanged."""
-    if isinstance(p, np.ndarray) and p.dtype.kind == "f" and not be.is_native(p):
-        return be.asarray(p)
-    if isinstance(p, (list, tuple)) and any(isinstance(x, np.ndarray) for x in p) and not (
-            be.is_native(np.zeros(0))):
-        return type(p)(parameters_on_backend(x, be) for x in p)
-    if isinstance(p, dict) and not be.is_native(np.zeros(0)):
-        return {k: parameters_on_backend(v, be) for k, v in p.items()}
-    return p
 
 
 _warned_time_first: set[int] = set()

@@ -397,8 +397,10 @@ class Registry:
             try:
                 instance = spec.factory()
             except Exception as exc:
+                usable = ", ".join(b for b in self.available_backends() if b != spec.name)
                 raise BackendUnavailable(
-                    f"backend {spec.name!r} failed to start: {_describe(exc)}"
+                    f"backend {spec.name!r} failed to start: {_describe(exc)}. "
+                    f"Usable backends: {usable or '(none)'}."
                 ) from exc
             self._backend_instances[spec.name] = instance
             return instance

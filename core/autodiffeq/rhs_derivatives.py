@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend
+from .backend import Backend, parameters_on_backend
 from .errors import InvalidArgument, UnsupportedCombination
 from .jacobians import as_square_matrix, jacobian_source
 from .replay import (
@@ -76,6 +76,9 @@ class RHSDerivatives:
             raise InvalidArgument(f"autojacvec must be one of {MODES}, got {mode!r}")
         self.f = f
         self.p = p
+        #: ``p`` as ``f`` and the user's derivative functions see it in a solve: a host
+        #: NumPy ``p`` moved once to a non-NumPy backend (the same object on NumPy)
+        self.p_call = parameters_on_backend(p, backend)
         self.shape = tuple(shape)
         self.n = int(np.prod(self.shape, dtype=np.int64))
         self.backend = backend
@@ -451,12 +454,12 @@ class RHSDerivatives:
             self.nf += 1
             du_s = None if du is None else xp.reshape(du, self.shape)
             dp_s = None if (dp is None or self.m == 0) else self._p_shaped(dp)
-            jv = self.model_jvp(du_s, dp_s, xp.reshape(u, self.shape), self.p, t)
+            jv = self.model_jvp(du_s, dp_s, xp.reshape(u, self.shape), self.p_call, t)
             return xp.reshape(xp.asarray(jv, dtype=self.dtype), (self.n,))
         if du is not None:
             if self.mode == "user" and self.user_jvp is not None:
                 jv = self.user_jvp(
-                    xp.reshape(du, self.shape), xp.reshape(u, self.shape), self.p, t
+                    xp.reshape(du, self.shape), xp.reshape(u, self.shape), self.p_call, t
                 )
                 out = out + xp.reshape(xp.asarray(jv, dtype=self.dtype), (self.n,))
             else:
@@ -487,7 +490,7 @@ class RHSDerivatives:
             dU_s = None if dU is None else _shaped(xp, dU, (k, *self.shape))
             # the same dP object at every call (no new view), so a model may cache its layout
             dP_s = None if (dP is None or self.m == 0) else _shaped(xp, dP, (k, *self.p_shape))
-            fu, jv = self.model_jvps(dU_s, dP_s, _shaped(xp, u, self.shape), self.p, t)
+            fu, jv = self.model_jvps(dU_s, dP_s, _shaped(xp, u, self.shape), self.p_call, t)
             jv = xp.asarray(jv, dtype=self.dtype)
             return self._flat(fu, self.n), _shaped(xp, jv, (k, self.n))
         k = (dU if dU is not None else dP).shape[0]
@@ -505,7 +508,7 @@ class RHSDerivatives:
             self.jvp(None if dU is None else dU[j, ...], None if dP is None else dP[j, ...], u, t)
             for j in range(k)
         ]
-        return self._f_backend(u, self.p, t), xp.stack(rows, axis=0)
+        return self._f_backend(u, self.p_call, t), xp.stack(rows, axis=0)
 
     def _replayed_jvps(self, dU: Any, dP: Any, u: Any, t: float, k: int
                        ) -> tuple[Any, Any] | None:
@@ -536,10 +539,10 @@ class RHSDerivatives:
         if self.user_vjp is not None:
             self.nf += 1
             if len(self.shape) == 1:  # hot path (adjoints call this once per stage)
-                gu, gp = self.user_vjp(v, u, self.p, t)
+                gu, gp = self.user_vjp(v, u, self.p_call, t)
             else:
                 gu, gp = self.user_vjp(
-                    xp.reshape(v, self.shape), xp.reshape(u, self.shape), self.p, t
+                    xp.reshape(v, self.shape), xp.reshape(u, self.shape), self.p_call, t
                 )
             gu = self._flat(gu, self.n)
             return gu, (self._flat(gp, self.m) if want_p else None)
@@ -565,7 +568,7 @@ class RHSDerivatives:
         if full is not None:
             return full[1]
         source = self._jacobian_source()
-        f0 = self._f_backend(u, self.p, t) if source.mode.endswith("fd") else None
+        f0 = self._f_backend(u, self.p_call, t) if source.mode.endswith("fd") else None
         J, nf = source(u, t, f0)
         self.nf += nf
         return as_square_matrix(J, self.backend, self.dtype, self.n, "the Jacobian")
@@ -575,7 +578,7 @@ class RHSDerivatives:
         if source is None:
             from .stepper import RHS
 
-            rhs = RHS(self.f, self.p, self.shape, self.dtype, self.backend, self.problem,
+            rhs = RHS(self.f, self.p_call, self.shape, self.dtype, self.backend, self.problem,
                       convert_output=True)
             mode = {"user": "user", "autograd": "autograd"}.get(self.mode, "fd")
             source = self._jac_source = jacobian_source(rhs, mode)
@@ -588,7 +591,7 @@ class RHSDerivatives:
         if self.m == 0:
             return xp.zeros((self.n, 0), dtype=self.dtype)
         if self.mode == "user" and prob is not None and prob.paramjac is not None:
-            Fp = prob.paramjac(xp.reshape(u, self.shape), self.p, t)
+            Fp = prob.paramjac(xp.reshape(u, self.shape), self.p_call, t)
             return xp.reshape(xp.asarray(Fp, dtype=self.dtype), (self.n, self.m))
         if self.mode == "user" and self.user_vjp is not None:
             return self._rows_from_vjp(u, t)[1]

@@ -33,6 +33,9 @@ leading axis on ``dh_l`` and ``dz_l``) next to one forward pass, and returns ``f
 
 ``p`` is laid out layer by layer: ``W_1`` (row-major), ``b_1``, ``W_2``, ``b_2``, ...
 
+On another array-API library (CuPy, ``array_api_strict``: ``u`` one of its arrays, ``p`` too)
+the forward pass and every product run in that library, by :mod:`.mlp_array_api`.
+
 Example::
 
     import autodiffeq as ade
@@ -52,6 +55,8 @@ from typing import Any
 import autograd.numpy as anp
 import numpy as np
 from autograd.tracer import Box
+
+from . import mlp_array_api
 
 __all__ = ["ACTIVATIONS", "INPUT_TRANSFORMS", "MLP", "TANGENT_CHUNK_ELEMENTS"]
 
@@ -237,6 +242,9 @@ class MLP:
         """``f(u, p, t)``: the network at ``u`` ((n_in,) or (B, n_in)); traceable by autograd
         in both ``u`` and ``p``."""
         if not (isinstance(u, Box) or isinstance(p, Box)):
+            xp = mlp_array_api.foreign_namespace(u)
+            if xp is not None:  # CuPy, array_api_strict, ...: standard operations only
+                return mlp_array_api.forward(self, xp, u, p)
             return self._call_np(np.asarray(u), p)
         h = self._g(u)
         layers = self.unflatten(p)
@@ -270,7 +278,11 @@ class MLP:
     # ------------------------------------------------------------------ derivatives
     def vjp(self, v: Any, u: Any, p: Any, t: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """``(v^T df/du, v^T df/dp)`` at ``(u, p)``: the first shaped like ``u``, the second
-        flat like ``p`` (plain NumPy, one forward and one backward pass)."""
+        flat like ``p`` (plain NumPy, one forward and one backward pass; another array-API
+        library's arrays stay in it)."""
+        xp = mlp_array_api.foreign_namespace(u)
+        if xp is not None:
+            return mlp_array_api.vjp(self, xp, v, u, p)
         u = np.asarray(u, dtype=np.float64)
         v = np.asarray(v, dtype=np.float64)
         if u.ndim == 2 and u.shape[0] == 1:  # a batch of one: the cheaper unbatched products
@@ -321,6 +333,9 @@ class MLP:
         """
         if dU is None and dP is None:
             raise ValueError("value_and_jvps needs dU or dP")
+        xp = mlp_array_api.foreign_namespace(u)
+        if xp is not None:
+            return mlp_array_api.value_and_jvps(self, xp, dU, dP, u, p)
         if type(u) is not np.ndarray or u.dtype != np.float64:
             u = np.asarray(u, dtype=np.float64)
         lead = u.shape[:-1]  # the state's batch axes: () or (B,)
@@ -431,6 +446,9 @@ class MLP:
     def jvp(self, du: Any, dp: Any, u: Any, p: Any, t: Any = None) -> np.ndarray:
         """``df/du du + df/dp dp`` at ``(u, p)``, shaped like ``f``; ``du`` or ``dp`` may be
         ``None`` (zero). Plain NumPy, one forward pass with tangents."""
+        xp = mlp_array_api.foreign_namespace(u)
+        if xp is not None:
+            return mlp_array_api.jvp(self, xp, du, dp, u, p)
         u = np.asarray(u, dtype=np.float64)
         layers = self._layers_np(p)
         d_layers = None if dp is None else self._dp_layers(dp)

@@ -200,6 +200,9 @@ def dde_compatible(reg: Registry, spec: SolverSpec, backend: str) -> bool:
     """Whether the registry solves delay equations with ``spec`` on ``backend``."""
     if "DDE" not in {p.name for p in reg.problem_types()}:
         return False
+    if reg.backend(backend).unavailable_reason() is not None:
+        # a backend not usable here (no GPU): decided from its declared capabilities
+        return bool(reg.compatible(spec, backend, None, "DDE"))
     try:
         prob = oscillatory_problem(reg.get_backend(backend))
     except UnsupportedCombination:

@@ -58,6 +58,10 @@ def pytest_configure(config: Any) -> None:
     config.addinivalue_line(
         "markers", "slow: a long conformance case (exhaustive matrix); deselect with -m 'not slow'"
     )
+    config.addinivalue_line(
+        "markers", "gpu: a case on a GPU backend (skipped, with the reason, without a GPU); "
+        "select with -m gpu"
+    )
 
 
 @pytest.fixture

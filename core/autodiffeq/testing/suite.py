@@ -51,6 +51,10 @@ class Case:
     sensitivity: str = ""
     slow: bool = False
     methods: tuple[str, ...] = ()  # the sensitivity methods a "grad-agree" case compares
+    #: why the case cannot run here (its backend is registered but unavailable), else None
+    unavailable: str | None = None
+    #: the backend's device ("cpu", "gpu"): GPU cases carry pytest's ``gpu`` marker
+    device: str = "cpu"
 
     @property
     def id(self) -> str:
@@ -93,6 +97,7 @@ def conformance_cases(
     gradients: bool | str = True,
     sensitivities: Iterable[str] | None = None,
     gradient_solvers: Iterable[str] | None = None,
+    unavailable_devices: Iterable[str] = (),
 ) -> list[Case]:
     """Every applicable conformance case for the selected solvers on the usable backends.
 
@@ -113,6 +118,10 @@ def conformance_cases(
         gradient_solvers: the solvers whose full gradient matrix is part of the fast run;
             the full-matrix cases of the others are marked ``slow`` (default:
             :func:`~autodiffeq.testing.gradients.representative_solvers`).
+        unavailable_devices: also enumerate the cases of registered backends on these devices
+            (``"gpu"``) that are unavailable here, from their declared capabilities; such a
+            case carries the reason in :attr:`Case.unavailable` (the suite skips it with it),
+            so a machine without a GPU lists every GPU case it does not run.
     """
     reg = registry if registry is not None else default_registry()
     extra = dict(expected_failures or {})
@@ -132,7 +141,9 @@ def conformance_cases(
             raise LookupError(f"solvers {sorted(missing)} are not registered")
     if gradients == "only":
         specs = []
-    usable = [b for b in reg.backends() if b.unavailable_reason() is None]
+    devices = set(unavailable_devices)
+    usable = [b for b in reg.backends()
+              if b.unavailable_reason() is None or b.device in devices]
     if backends is not None:
         chosen = set(backends)
         usable = [b for b in usable if b.name in chosen]
@@ -165,7 +176,7 @@ def conformance_cases(
                 lambda s=spec, b=b: checks.check_events(s, b, reg))
             add("unsupported", spec, b, "",
                 lambda s=spec, b=b: checks.check_unsupported(s, b, reg))
-            if bspec.testing_only:
+            if bspec.testing_only or bspec.device != "cpu":
                 add("no_host_leak", spec, b, "",
                     lambda s=spec, b=b: checks.check_no_host_leak(s, b, reg))
             if dde_checks.dde_compatible(reg, spec, b):
@@ -194,7 +205,9 @@ def conformance_cases(
             reg, [s for s in ode_solvers if wanted is None or s.name in wanted],
             [b.name for b in usable], plugins, sensitivities, gradient_solvers, extra,
         )
-    return cases
+    where = {b.name: (b.unavailable_reason(), b.device) for b in usable}
+    return [replace(c, unavailable=where[c.backend][0], device=where[c.backend][1])
+            if where[c.backend] != (None, "cpu") else c for c in cases]
 
 
 def _gradient_cases(
@@ -309,7 +322,8 @@ def conformance_suite(
         backends = selected_backends()
     cases = conformance_cases(reg, plugin=plugin, solvers=solvers, backends=backends,
                               expected_failures=expected_failures, gradients=gradients,
-                              sensitivities=sensitivities, gradient_solvers=gradient_solvers)
+                              sensitivities=sensitivities, gradient_solvers=gradient_solvers,
+                              unavailable_devices=("gpu",))
     if not cases:
         raise LookupError(
             f"no conformance cases: no registered ODE solver or sensitivity method matches "
@@ -323,6 +337,11 @@ def conformance_suite(
             marks.append(pytest.mark.xfail(strict=True, reason=case.expected_failure))
         if case.slow:
             marks.append(pytest.mark.slow)
+        if case.device == "gpu":
+            marks.append(pytest.mark.gpu)
+        if case.unavailable is not None:
+            marks.append(pytest.mark.skip(
+                reason=f"backend {case.backend!r} is unavailable here: {case.unavailable}"))
         if case.check.startswith("grad-"):
             key = (reg_key, case.id, case.expected_failure, case.methods)
             first = _GRADIENT_OWNERS.setdefault(key, owner)

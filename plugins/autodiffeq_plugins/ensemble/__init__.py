@@ -35,9 +35,10 @@ EXECUTORS = (
         name="processes", factory=ProcessExecutor, options=("workers", "chunksize"),
         description="a process pool (the problem and functions must pickle)"),
     ade.EnsembleSpec(
-        name="vectorized", factory=VectorizedExecutor, traced=True, backends=("numpy",),
+        name="vectorized", factory=VectorizedExecutor, traced=True,
         description="all trajectories of a batch stepped together as one (B, n) array, each "
-                    "with its own adaptive steps; f must take a batch (see the docs)"),
+                    "with its own adaptive steps; f must take a batch (see the docs); any "
+                    "backend (Rosenbrock methods: NumPy)"),
     ade.EnsembleSpec(
         name="dask", factory=_dask,
         options=("client", "workers", "chunksize", "inner"),

@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from autodiffeq.backend import parameters_on_backend
 from autodiffeq.controller import ErrorNorm
 from autodiffeq.ensemble import EnsembleJob, TrajectoryResult
 from autodiffeq.errors import InvalidArgument, UnsupportedCombination
@@ -114,6 +115,45 @@ def _unsupported_gradient(what: str) -> UnsupportedCombination:
     return UnsupportedCombination(
         f"ensemble='vectorized' does not support {what}; ensemble='serial' differentiates "
         f"each trajectory's solve", ("serial",))
+
+
+class RowOps:
+    """Row gathers and scatters of ``(rows, ...)`` backend arrays by host index arrays.
+
+    On NumPy they are plain fancy indexing (in place). Other backends get the array API's
+    own operations: ``take`` with the indices moved to the device, and a scatter as
+    ``where`` over a row mask (a new array), since the standard has no integer-array
+    assignment; this is what lets the executor run on CuPy (and on ``array_api_strict``,
+    which proves it uses nothing else)."""
+
+    def __init__(self, be: Any) -> None:
+        self.be, self.xp = be, be.xp
+        self.native = be.xp is np
+
+    def take(self, A: Any, idx: np.ndarray) -> Any:
+        """``A[idx]`` (rows)."""
+        if self.native:
+            return A[idx]
+        return self.xp.take(A, self.be.asarray(np.asarray(idx, dtype=np.int64)), axis=0)
+
+    def put(self, A: Any, idx: np.ndarray, V: Any) -> Any:
+        """``A`` with rows ``idx`` set to ``V``'s rows; returns the result (``A`` itself,
+        updated in place, on NumPy)."""
+        if self.native:
+            A[idx, ...] = V
+            return A
+        xp, be = self.xp, self.be
+        rows = A.shape[0]
+        pos = np.zeros(rows, dtype=np.int64)
+        pos[idx] = np.arange(len(idx))
+        mask = np.zeros((rows,) + (1,) * (A.ndim - 1), dtype=bool)
+        mask.reshape(rows)[idx] = True
+        spread = xp.take(V, be.asarray(pos), axis=0)
+        return xp.where(be.asarray(mask), spread, A)
+
+    def host(self, x: Any) -> Any:
+        """A host array (NumPy) or backend array ``x`` as a backend array."""
+        return x if self.native else self.be.asarray(x)
 
 
 def _stack_parameters(probs: list[Any]) -> Any:
@@ -190,7 +230,15 @@ class BatchedSolve:
                 raise InvalidArgument(
                     f"ensemble='vectorized' calls one f for the batch: trajectory {i}'s "
                     f"problem has another f (prob_func may change u0, p and tspan)")
-        self.P = _stack_parameters(probs)
+        self.ops = RowOps(self.be)
+        if spec.family != FAMILY and not self.ops.native:
+            raise UnsupportedCombination(
+                f"ensemble='vectorized' steps Rosenbrock methods ({spec.name}) on the NumPy "
+                f"backend only (each step factors the block-diagonal W with SciPy's sparse "
+                f"LU), not on {self.be.name!r}: use an explicit method (Tsit5, Vern7) there, "
+                f"or backend='numpy'", ("numpy",))
+        P = _stack_parameters(probs)
+        self.P = None if P is None else self.ops.host(P)
         # saves between steps from the method's dense output (a step's interpolant, one
         # theta per trajectory): the steps are then those of a separate solve; a method
         # with only linear dense output steps onto its save times instead
@@ -270,7 +318,7 @@ class BatchedSolve:
     # ------------------------------------------------------------------ f
     def _batched_f(self, U: Any, P: Any, T: np.ndarray) -> Any:
         B = U.shape[0]
-        Tb = T.reshape((B,) + (1,) * len(self.shape))
+        Tb = self.xp.reshape(self.ops.host(T), (B,) + (1,) * len(self.shape))
         out = self.f(self.xp.reshape(U, (B, *self.shape)), P, Tb)
         out = self.xp.asarray(out, dtype=self.dtype)
         if tuple(out.shape) != (B, *self.shape):
@@ -283,7 +331,7 @@ class BatchedSolve:
     def _check_batched_f(self) -> None:
         """``f`` on the first trajectories as a batch equals ``f`` on each alone."""
         k = min(3, len(self.probs))
-        P = None if self.P is None else self.P[:k]
+        P = None if self.P is None else self.P[:k, ...]
         U = self.U0[:k, ...]
         T = self.t0[:k].copy()
         try:
@@ -302,7 +350,8 @@ class BatchedSolve:
         for b in range(k):
             p = self.probs[b]
             alone = np.asarray(self.be.to_host(self.xp.asarray(
-                p.f(self.xp.reshape(self.U0[b, ...], self.shape), p.p, float(T[b])),
+                p.f(self.xp.reshape(self.U0[b, ...], self.shape),
+                    parameters_on_backend(p.p, self.be), float(T[b])),
                 dtype=self.dtype)), dtype=np.float64).reshape(-1)
             scale = np.max(np.abs(alone)) + np.finfo(np.float64).tiny
             if not np.allclose(batch[b], alone, rtol=1e-10, atol=1e-12 * scale):
@@ -339,6 +388,7 @@ class BatchedSolve:
         t = self.t0.copy()
         U = xp.asarray(self.U0, copy=True)
         P = self.P
+        ops = self.ops
         F0 = self._batched_f(U, P, t)
         span = np.abs(self.t1 - self.t0)
         if req.dt is not None:
@@ -368,9 +418,10 @@ class BatchedSolve:
         while np.any(running):
             if stepper is None or np.count_nonzero(running) < _COMPACT_BELOW * width:
                 keep = np.nonzero(running)[0]
-                rows, U, F0, running = rows[keep], U[keep, ...], F0[keep, ...], running[keep]
+                rows, running = rows[keep], running[keep]
+                U, F0 = ops.take(U, keep), ops.take(F0, keep)
                 width = len(rows)
-                state["P"] = None if P is None else P[rows]
+                state["P"] = None if P is None else ops.take(P, rows)
                 rhs = RHS(scaled, None, (width * n,), self.dtype, be,
                           problem=self._proxy(scaled, width))
                 stepper = spec.factory(rhs, be, **_stepper_options(spec, self.job))
@@ -382,7 +433,7 @@ class BatchedSolve:
             to_stop = tdir * (nxt - t_row)
             hits = running & (h >= to_stop * (1 - tiny))
             h_eff = np.where(running, np.where(hits, to_stop, h), 0.0)
-            state["t"], state["h"] = t_row, tdir * h_eff
+            state["t"], state["h"] = ops.host(t_row), ops.host(tdir * h_eff)
             state["h_col"] = h_col = be.asarray((tdir * h_eff).reshape(width, 1),
                                                 dtype=self.dtype)
             U_flat = xp.reshape(U, (width * n,))
@@ -392,13 +443,16 @@ class BatchedSolve:
             per_attempt = stepper.nf - nf_before
             U_new = xp.reshape(u_flat, (width, n))
             attempts[idx[running]] += 1
-            finite = np.asarray(be.to_host(xp.all(xp.isfinite(U_new), axis=1)))
+            finite_dev = xp.all(xp.isfinite(U_new), axis=1)
             if adaptive:
                 E = xp.reshape(err_flat, (width, n))
                 sc = atol + xp.maximum(xp.abs(U), xp.abs(U_new)) * rtol
-                eest = np.sqrt(np.asarray(be.to_host(xp.mean((E / sc) ** 2, axis=1)),
-                                          dtype=np.float64))
-                eest = np.where(finite, eest, np.inf)
+                # one device-to-host read per step: the rows' squared norms and finiteness
+                both = np.asarray(be.to_host(xp.stack(
+                    [xp.mean((E / sc) ** 2, axis=1), xp.astype(finite_dev, E.dtype)])),
+                    dtype=np.float64)
+                finite = both[1] != 0.0
+                eest = np.where(finite, np.sqrt(both[0]), np.inf)
                 accept = running & (eest <= 1.0)
                 # the controller (autodiffeq.controller.PIController), per trajectory
                 with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
@@ -418,6 +472,7 @@ class BatchedSolve:
                 dt[sel] = np.minimum(new_dt, dtmax)[running]
                 qold[idx[accept]] = np.maximum(eest[accept], qoldinit)
             else:
+                finite = np.asarray(be.to_host(finite_dev))
                 accept = running & finite
             acc = np.nonzero(accept)[0]
             if acc.size:
@@ -428,14 +483,17 @@ class BatchedSolve:
                                              tdir * h_eff, t_new, U, U_new, width)
                 t[b_acc] = t_new
                 if acc.size == width:  # every row accepted: no gathers
-                    U[...] = U_new
+                    if ops.native:
+                        U[...] = U_new
+                    else:
+                        U = U_new
                     U_acc = U
                     F0 = self._batched_f(U, state["P"], t_new)
                 else:
-                    U_acc = U_new[acc, ...]
-                    U[acc, ...] = U_acc
-                    F0[acc, ...] = self._batched_f(U_acc, None if P is None else P[b_acc],
-                                                   t_new)
+                    U_acc = ops.take(U_new, acc)
+                    U = ops.put(U, acc, U_acc)
+                    F0 = ops.put(F0, acc, self._batched_f(
+                        U_acc, None if P is None else ops.take(P, b_acc), t_new))
                 naccept[b_acc] += 1
                 hit_acc = hits[acc]
                 saving = hit_acc & is_save[b_acc, nstop[b_acc]]
@@ -494,13 +552,16 @@ class BatchedSolve:
                                                    data)
                 data = xp.reshape(data, (data.shape[0], width, n))
             theta = np.clip((ts - t_row[r]) / h_signed[r], 0.0, 1.0)
-            rows_data = xp.permute_dims(data[:, r, :], (1, 0, 2))
+            ops = self.ops
+            rows_data = xp.permute_dims(xp.take(data, self.be.asarray(r), axis=1)
+                                        if not ops.native else data[:, r, :], (1, 0, 2))
             ones = self.be.asarray(np.ones(len(r)), dtype=self.dtype)
             values = stepper.interpolate(self.be.asarray(theta, dtype=self.dtype), ones,
-                                         U[r, ...], U_new[r, ...], rows_data)
+                                         ops.take(U, r), ops.take(U_new, r), rows_data)
             at_end = ts == t_new[cross]
             if np.any(at_end):
-                values[at_end, ...] = U_new[r[at_end], ...]
+                end = np.nonzero(at_end)[0]
+                values = ops.put(values, end, ops.take(U_new, r[end]))
             recorder.save(bs, ts, values)
             nsave[bs] += 1
             next_save[bs] = self.save_times[bs, nsave[bs]]
@@ -557,6 +618,7 @@ class _Recorder:
 
     def __init__(self, solve: BatchedSolve, B: int) -> None:
         self.solve = solve
+        self.ops = solve.ops
         xp, n = solve.xp, solve.n
         self.every = solve.save_every
         self.count = np.zeros(B, dtype=np.int64)
@@ -573,7 +635,7 @@ class _Recorder:
         if np.any(first):
             rows = np.nonzero(first)[0]
             self.T[rows, 0] = solve.t0[rows]
-            self.U[rows, 0, :] = solve.U0[rows, ...]
+            self._put_rows(rows * m, self.ops.take(solve.U0, rows))
             self.count[rows] = 1
 
     def record(self, b: np.ndarray, t: np.ndarray, U: Any, saving: np.ndarray) -> None:
@@ -585,14 +647,22 @@ class _Recorder:
             bs = b[saving]
             k = self.count[bs]
             self.T[bs, k] = t[saving]
-            self.U[bs, k, :] = U[saving, ...]
+            self._put_rows(bs * self.T.shape[1] + k, self.ops.take(U, np.nonzero(saving)[0]))
             self.count[bs] += 1
+
+    def _put_rows(self, slot: np.ndarray, values: Any) -> None:
+        """Rows ``slot`` of the ``(B m, n)`` view of the saved states set to ``values``."""
+        if self.ops.native:
+            self._U_rows[slot, :] = values
+            return
+        self._U_rows = self.ops.put(self._U_rows, slot, values)
+        self.U = self.solve.xp.reshape(self._U_rows, self.U.shape)
 
     def save(self, bs: np.ndarray, t: np.ndarray, values: Any) -> None:
         """Interpolated saves: trajectory ``bs[j]`` at ``t[j]`` is ``values[j]``."""
         slot = bs * self.T.shape[1] + self.count[bs]  # rows of the (B m, n) view
         self.T.reshape(-1)[slot] = t
-        self._U_rows[slot, :] = values
+        self._put_rows(slot, values)
         self.count[bs] += 1
 
     def trajectory(self, b: int) -> tuple[np.ndarray, Any]:
@@ -606,7 +676,8 @@ class _Recorder:
                 self._starts = np.searchsorted(self._b[self._order],
                                                np.arange(len(solve.probs) + 1))
             sel = self._order[self._starts[b]:self._starts[b + 1]]
-            return self._t[sel], xp.reshape(self._u[sel, ...], (len(sel), *solve.shape))
+            return self._t[sel], xp.reshape(self.ops.take(self._u, sel),
+                                            (len(sel), *solve.shape))
         k = int(self.count[b])
         times = self.T[b, :k]
         # trajectories with the same saved times share one array of them
@@ -769,6 +840,7 @@ def solve_sde_batch(job: EnsembleJob, probs: list[Any], indices: list[int]
                                   f"is {shape}")
     U0 = xp.concat([xp.reshape(be.asarray(u, dtype=request.dtype), (n,)) for u in host])
     P = _stack_parameters(probs)
+    P = None if P is None else RowOps(be).host(P)
     f, g = first.f, first.g
 
     def stacked_f(U: Any, P: Any, t: float) -> Any:
@@ -811,8 +883,9 @@ def _check_sde_batch(f: Any, g: Any, probs: list[Any], P: Any, be: Any, dtype: A
                              dtype=np.float64) for p in probs[:k]])
     for name, fn in (("f", f), ("g", g)):
         try:
-            batch = np.asarray(fn(be.asarray(U, dtype=dtype), None if P is None else P[:k],
-                                  t0), dtype=np.float64)
+            batch = np.asarray(be.to_host(fn(be.asarray(U, dtype=dtype),
+                                             None if P is None else P[:k, ...], t0)),
+                               dtype=np.float64)
         except Exception as exc:
             raise InvalidArgument(
                 f"ensemble='vectorized' calls {name} on a batch, {name}(U, P, t) with U of "
@@ -821,7 +894,9 @@ def _check_sde_batch(f: Any, g: Any, probs: list[Any], P: Any, be: Any, dtype: A
                 f"with u[..., i] / p[..., j] indexing (docs: the vectorised f contract) or "
                 f"use ensemble='serial'") from exc
         for b, p in enumerate(probs[:k]):
-            alone = np.asarray(fn(be.asarray(U[b], dtype=dtype), p.p, t0), dtype=np.float64)
+            alone = np.asarray(be.to_host(fn(be.asarray(U[b], dtype=dtype),
+                                             parameters_on_backend(p.p, be), t0)),
+                               dtype=np.float64)
             if batch.shape[1:] != alone.shape or not np.allclose(
                     batch[b], alone, rtol=1e-10,
                     atol=1e-12 * (np.max(np.abs(alone)) + np.finfo(np.float64).tiny)):
