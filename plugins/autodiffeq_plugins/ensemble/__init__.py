@@ -37,8 +37,7 @@ EXECUTORS = (
     ade.EnsembleSpec(
         name="vectorized", factory=VectorizedExecutor, traced=True,
         description="all trajectories of a batch stepped together as one (B, n) array, each "
-                    "with its own adaptive steps; f must take a batch (see the docs); any "
-                    "backend (Rosenbrock methods: NumPy)"),
+                    "with its own adaptive steps; f must take a batch (see the docs)"),
     ade.EnsembleSpec(
         name="dask", factory=_dask,
         options=("client", "workers", "chunksize", "inner"),

@@ -231,12 +231,6 @@ class BatchedSolve:
                     f"ensemble='vectorized' calls one f for the batch: trajectory {i}'s "
                     f"problem has another f (prob_func may change u0, p and tspan)")
         self.ops = RowOps(self.be)
-        if spec.family != FAMILY and not self.ops.native:
-            raise UnsupportedCombination(
-                f"ensemble='vectorized' steps Rosenbrock methods ({spec.name}) on the NumPy "
-                f"backend only (each step factors the block-diagonal W with SciPy's sparse "
-                f"LU), not on {self.be.name!r}: use an explicit method (Tsit5, Vern7) there, "
-                f"or backend='numpy'", ("numpy",))
         P = _stack_parameters(probs)
         self.P = None if P is None else self.ops.host(P)
         # saves between steps from the method's dense output (a step's interpolant, one
@@ -571,7 +565,9 @@ class BatchedSolve:
         them from: the scaled system of ``width`` trajectories, whose Jacobian is block
         diagonal (``jac_prototype``: the user's pattern, or dense ``n x n`` blocks), so it is
         found by colour-compressed differences in as many colours as one block needs and
-        ``W`` is factored by sparse LU."""
+        ``W`` is factored by the backend's sparse LU (SciPy's SuperLU on NumPy; on CuPy
+        ``cupyx``'s ``splu``, which factors on the host); a backend without sparse matrices
+        factors the ``(B n, B n)`` ``W`` densely."""
         if self.spec.family == FAMILY:
             return None
         import scipy.sparse as sp
