@@ -152,6 +152,19 @@ def test_family_benchmark_quick_run(name, tmp_path):
 
 
 @pytest.mark.slow
+def test_gpu_benchmark_code_runs_on_the_cpu(tmp_path):
+    """benchmarks/gpu.py's code paths with ``--backend numpy`` (what the GPU run executes with
+    CuPy; peers that are not installed are skipped), on a small Brusselator."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--quick", "--backend", "numpy",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert (tmp_path / "gpu.csv").stat().st_size > 100
+
+
+@pytest.mark.slow
 def test_layers_chapter_code_trains(tmp_path):
     """The code of docs/layers.md runs as a reader runs it, block after block, and its
     trainings reduce their losses at least tenfold."""

@@ -56,10 +56,12 @@ from .specs import (
     SolverSpec,
 )
 from .stepper import RHS, Stepper
+from .validation import array_namespace
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "array_namespace",
     "BrownianPath",
     "EnsembleProblem",
     "EnsembleSolution",

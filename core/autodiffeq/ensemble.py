@@ -384,7 +384,9 @@ def _xp(u: Any) -> Any:
         import autograd.numpy as anp
 
         return anp
-    return getattr(u, "__array_namespace__", None) and u.__array_namespace__() or np
+    from .validation import array_namespace_of
+
+    return array_namespace_of(u) or np
 
 
 def _stack(values: list[Any]) -> tuple[Any, np.ndarray | None]:
@@ -414,8 +416,9 @@ def _stack_arrays(arrays: list[Any], traced: bool) -> Any:
         import autograd.numpy as anp
 
         return anp.stack(arrays)
-    first = arrays[0]
-    xp = first.__array_namespace__() if hasattr(first, "__array_namespace__") else np
+    from .validation import array_namespace_of
+
+    xp = array_namespace_of(arrays[0]) or np
     return xp.stack(arrays)
 
 

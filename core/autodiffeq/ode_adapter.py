@@ -132,7 +132,7 @@ def first_call(
             raise InvalidType(
                 f"f returned a {type(out).__module__}.{type(out).__name__} but backend "
                 f"{be.name!r} works with {be.array_type_name()}; compute f with the array "
-                "namespace of its input (u.__array_namespace__())"
+                "namespace of its input (xp = ade.array_namespace(u))"
             )
         try:
             host = np.asarray(out, dtype=np.float64)

@@ -97,11 +97,45 @@ def check_parameter_leaves(p: Any) -> None:
 
 
 def array_namespace_of(x: Any) -> Any | None:
-    """The array-API namespace of ``x`` if it is a non-NumPy array-API array, else ``None``."""
+    """The array-API namespace of ``x`` if it is a non-NumPy array-API array, else ``None``.
+
+    CuPy arrays (CuPy 13 and 14) do not define ``__array_namespace__``, but the ``cupy``
+    module implements the standard's functions: it is their namespace."""
     if isinstance(x, (np.ndarray, np.generic)):
         return None
     get = getattr(x, "__array_namespace__", None)
-    return get() if get is not None else None
+    if get is not None:
+        return get()
+    if type(x).__module__.partition(".")[0] == "cupy":
+        return sys.modules.get("cupy")
+    return None
+
+
+def array_namespace(*xs: Any) -> Any:
+    """The namespace to compute with on the arrays ``xs`` (what ``f`` should use to run on
+    every backend): ``autograd.numpy`` for NumPy arrays, numbers and autograd's boxes (so a
+    traced ``f`` stays differentiable), else the arrays' own array-API namespace (``cupy``
+    for CuPy arrays, ``array_api_strict`` for its arrays)::
+
+        def f(u, p, t):
+            xp = ade.array_namespace(u)
+            return xp.stack([p[0] * u[0] - p[1] * u[0] * u[1], ...])
+
+    Raises :class:`InvalidType` when the arrays come from two different libraries."""
+    found = None
+    for x in xs:
+        xp = array_namespace_of(x)
+        if xp is None:
+            continue
+        if found is not None and xp is not found:
+            raise InvalidType(f"arrays of two libraries ({found.__name__} and {xp.__name__}) "
+                              f"passed to array_namespace")
+        found = xp
+    if found is not None:
+        return found
+    import autograd.numpy as anp
+
+    return anp
 
 
 def host_view(x: Any, name: str) -> np.ndarray:

@@ -149,9 +149,29 @@ def test_a_backend_that_fails_to_start_names_the_failure() -> None:
     assert "Usable backends:" in str(err.value) and "numpy" in str(err.value)
 
 
+def test_array_namespace(monkeypatch) -> None:
+    """``ade.array_namespace``: autograd.numpy for NumPy data (f stays traceable), the
+    library's namespace otherwise; CuPy arrays define no ``__array_namespace__`` (CuPy 13-14),
+    so the ``cupy`` module is theirs."""
+    import types
+
+    import autograd.numpy as anp_module
+
+    assert ade.array_namespace(np.ones(2), 1.0) is anp_module
+    assert ade.array_namespace(autograd.numpy.ones(2)) is anp_module
+    fake_cupy = types.ModuleType("cupy")
+    FakeArray = type("ndarray", (), {"__module__": "cupy._core.core"})
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    assert ade.array_namespace(np.ones(2), FakeArray()) is fake_cupy
+    xps = pytest.importorskip("array_api_strict")
+    assert ade.array_namespace(xps.asarray([1.0])) is xps
+    with pytest.raises(ade.InvalidType, match="two libraries"):
+        ade.array_namespace(xps.asarray([1.0]), FakeArray())
+
+
 # --------------------------------------------------------------- with a usable GPU
 def _lotka_volterra(u, p, t):
-    xp = u.__array_namespace__()
+    xp = ade.array_namespace(u)
     return xp.stack([p[0] * u[0] - p[1] * u[0] * u[1], -p[2] * u[1] + p[3] * u[0] * u[1]])
 
 
@@ -208,7 +228,7 @@ def test_dense_and_sparse_lu_agree_with_numpy() -> None:
     A = (sp.diags([1.0, -2.0, 1.0], [-1, 0, 1], shape=(n, n)) * 400.0).toarray()
 
     def f(u, p, t):
-        xp = u.__array_namespace__()
+        xp = ade.array_namespace(u)
         return xp.asarray(A, dtype=u.dtype) @ u if xp is not np else A @ u
 
     u0 = np.sin(np.linspace(0, np.pi, n))
@@ -241,7 +261,7 @@ def test_vectorized_ensemble_on_the_gpu_matches_numpy() -> None:
     import cupy
 
     def f(u, p, t):
-        xp = u.__array_namespace__()
+        xp = ade.array_namespace(u)
         x, y = u[..., 0:1], u[..., 1:2]
         a, b, c, d = p[..., 0:1], p[..., 1:2], p[..., 2:3], p[..., 3:4]
         return xp.concat([a * x - b * x * y, -c * y + d * x * y], axis=-1)

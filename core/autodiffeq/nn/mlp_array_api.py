@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from autograd.tracer import Box
 
+from ..validation import array_namespace_of
+
 #: activation name -> (sigma(xp, z), sigma'(xp, z, h) with h = sigma(z)), standard operations
 ACTIVATIONS_XP: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     "tanh": (lambda xp, z: xp.tanh(z), lambda xp, z, h: 1.0 - h * h),
@@ -37,8 +39,7 @@ def foreign_namespace(u: Any) -> Any:
     NumPy paths take those), else ``None``."""
     if isinstance(u, (np.ndarray, np.generic, Box, float, int, list, tuple)):
         return None
-    get = getattr(u, "__array_namespace__", None)
-    return None if get is None else get()
+    return array_namespace_of(u)
 
 
 def _layers(mlp: Any, xp: Any, p: Any, what: str = "parameters") -> list[tuple[Any, Any]]:

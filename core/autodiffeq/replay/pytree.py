@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidType
+from ..validation import array_namespace_of
 
 
 def _is_float_leaf(x: Any) -> bool:
@@ -197,6 +198,6 @@ def to_host_tree(p: Any, to_host: Callable[[Any], Any]) -> Any:
         return type(p)(*(to_host_tree(v, to_host) for v in p))
     if isinstance(p, (list, tuple)):
         return type(p)(to_host_tree(v, to_host) for v in p)
-    if hasattr(p, "__array_namespace__") and not isinstance(p, np.ndarray):
+    if array_namespace_of(p) is not None:
         return np.asarray(to_host(p))
     return p

@@ -73,7 +73,7 @@ def first_diffusion(prob: Any, u0_flat: Any, shape: tuple[int, ...], be: Any, dt
             raise InvalidType(
                 f"g returned a {type(out).__module__}.{type(out).__name__} but backend "
                 f"{be.name!r} works with {be.array_type_name()}; compute g with the array "
-                "namespace of its input (u.__array_namespace__())")
+                "namespace of its input (xp = ade.array_namespace(u))")
         try:
             out = np.asarray(out, dtype=np.float64)
         except (TypeError, ValueError):
