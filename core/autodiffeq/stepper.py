@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from .backend import Backend
 from .errors import UnsupportedCombination
 
@@ -286,12 +288,25 @@ class Stepper:
 
 def power_interpolant(xp: Any, t: float, dt: float, u0: Any, Q: Any) -> Callable[[float], Any]:
     """``s -> u0 + sum_m theta**(m+1) Q[m]`` with ``theta = (s - t) / dt``: a step's dense
-    output in the power basis (rows of ``Q``), for :meth:`Stepper.interpolant`."""
-    deg = Q.shape[0]
+    output in the power basis (rows of ``Q``), for :meth:`Stepper.interpolant`.
+
+    A delay equation calls it once per lag in every evaluation of its right-hand side, so
+    for float64 NumPy arrays it takes the ``ndarray.dot`` method: the same BLAS product (and
+    the same bits) as ``asarray(powers) @ Q`` without the ufunc dispatch of ``@`` (about
+    0.8 us of the 2 us of a point at small sizes)."""
+    exps = tuple(range(1, Q.shape[0] + 1))
+    if type(Q) is np.ndarray and type(u0) is np.ndarray and Q.dtype == u0.dtype == np.float64:
+        array = np.array
+
+        def at_numpy(s: float) -> Any:
+            th = (s - t) / dt
+            return u0 + array([th ** k for k in exps]).dot(Q)
+
+        return at_numpy
     dtype = u0.dtype
 
     def at(s: float) -> Any:
         th = (s - t) / dt
-        return u0 + xp.asarray([th ** k for k in range(1, deg + 1)], dtype=dtype) @ Q
+        return u0 + xp.asarray([th ** k for k in exps], dtype=dtype) @ Q
 
     return at
