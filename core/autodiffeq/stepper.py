@@ -286,6 +286,10 @@ class Stepper:
         return u0 + theta[:, None] * (u1 - u0)
 
 
+#: NumPy's float64 dtype (arrays of native float64 share this instance)
+_F64 = np.dtype(np.float64)
+
+
 def power_interpolant(xp: Any, t: float, dt: float, u0: Any, Q: Any) -> Callable[[float], Any]:
     """``s -> u0 + sum_m theta**(m+1) Q[m]`` with ``theta = (s - t) / dt``: a step's dense
     output in the power basis (rows of ``Q``), for :meth:`Stepper.interpolant`.
@@ -295,7 +299,7 @@ def power_interpolant(xp: Any, t: float, dt: float, u0: Any, Q: Any) -> Callable
     the same bits) as ``asarray(powers) @ Q`` without the ufunc dispatch of ``@`` (about
     0.8 us of the 2 us of a point at small sizes)."""
     exps = tuple(range(1, Q.shape[0] + 1))
-    if type(Q) is np.ndarray and type(u0) is np.ndarray and Q.dtype == u0.dtype == np.float64:
+    if type(Q) is np.ndarray and type(u0) is np.ndarray and Q.dtype is _F64 and u0.dtype is _F64:
         array = np.array
 
         def at_numpy(s: float) -> Any:

@@ -201,7 +201,8 @@ class HistoryLookup:
         if out is None:
             raise InvalidType(f"the history h(p, s) returned None at s={s!r}; it must return "
                               "the state (an array of u0's shape)")
-        shape = tuple(getattr(out, "shape", np.shape(out)))
+        shape = getattr(out, "shape", None)
+        shape = tuple(np.shape(out) if shape is None else shape)
         if shape != self.shape:
             raise ShapeMismatch(f"the history h(p, s) returned shape {shape} at s={s!r}; the "
                                 f"state u0 has shape {self.shape}")

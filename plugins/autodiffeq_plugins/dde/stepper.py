@@ -66,6 +66,26 @@ class MethodOfSteps:
         else:  # the driver and the pipeline set the wrapped stepper's attributes (rng, ...)
             setattr(self.__dict__["inner"], name, value)
 
+    # read by the driver and the history lookup in every step: delegated explicitly rather
+    # than through __getattr__ (which Python reaches only after a failed lookup)
+    @property
+    def stiffness(self) -> str | None:
+        return self.__dict__["inner"].stiffness
+
+    @property
+    def components(self) -> Any:
+        return self.__dict__["inner"].components  # AttributeError: not a composite
+
+    @property
+    def last_component(self) -> Any:
+        return self.__dict__["inner"].last_component
+
+    def complete_dense_data(self, t: float, dt: float, u: Any, data: Any) -> Any:
+        return self.__dict__["inner"].complete_dense_data(t, dt, u, data)
+
+    def interpolant(self, t: float, dt: float, u0: Any, u1: Any, data: Any) -> Any:
+        return self.__dict__["inner"].interpolant(t, dt, u0, u1, data)
+
     @property
     def stats(self) -> dict[str, int]:
         stats = dict(self.inner.stats)

@@ -395,7 +395,12 @@ class ExplicitRKStepper(Stepper):
         PT = self._PT
         if PT is None:
             PT = self._PT = self.xp.matrix_transpose(self._P)
-        Q = (PT @ data) * dt  # (deg, n)
+        if type(data) is np.ndarray and data.dtype == PT.dtype == np.float64:
+            # once per step of a delay equation: the ndarray.dot method is the same BLAS
+            # product as @ on the same (transposed) operand, without the ufunc dispatch
+            Q = PT.dot(data) * dt
+        else:
+            Q = (PT @ data) * dt  # (deg, n)
         return power_interpolant(self.xp, t, dt, u0, Q)
 
     def interpolate(self, theta: Any, dt: Any, u0: Any, u1: Any, data: Any) -> Any:
