@@ -31,6 +31,7 @@ apply.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from typing import Any
 
@@ -62,7 +63,7 @@ class HistoryLookup:
         self.u0 = u0
         self.t0 = float(t0)
         self.shape = tuple(shape)
-        self.n = int(np.prod(self.shape, dtype=np.int64))
+        self.n = math.prod(self.shape)
         self.backend = backend
         self.xp = backend.xp
         self.dtype = dtype
