@@ -90,6 +90,9 @@ class HistoryLookup:
         #: whether the state is 1-D (``f`` sees the interpolated row as it is)
         self._flat = len(self.shape) == 1
         self._checked = False
+        #: the type of a history value returned as it was (native, of u0's dtype and shape):
+        #: values of that type, shape and dtype skip the checks
+        self._native_type: type | None = None
         self._slack = 64 * _EPS
 
     # ------------------------------------------------------------------ wiring
@@ -137,6 +140,8 @@ class HistoryLookup:
             if at is None:
                 at = self._step_interpolant(i)
             return at(s) if self._flat else self.xp.reshape(at(s), self.shape)
+        if s < self.t0:  # before t0 <= t_now (a forward solve): never the future
+            return self._user_history(p, s)
         return self._lookup(p, s)
 
     def _lookup(self, p: Any, s: float) -> Any:
@@ -190,9 +195,14 @@ class HistoryLookup:
         except Exception as exc:
             exc.add_note(f"autodiffeq: raised by the history h(p, s) at s={s!r}")
             raise
+        if type(out) is self._native_type and out.shape == self.shape and out.dtype == self.dtype:
+            # what the checks below pass unchanged (a history is called in every evaluation
+            # of f until t0 + the largest lag)
+            return out
         self._check(out, s)
         be = self.backend
         if be.is_native(out) and out.dtype == self.dtype and tuple(out.shape) == self.shape:
+            self._native_type = type(out)
             return out
         return self.xp.reshape(be.asarray(np.asarray(out, dtype=np.float64) if not
                                           be.is_native(out) else out, dtype=self.dtype),
