@@ -372,17 +372,21 @@ class ExplicitRKStepper(Stepper):
         n_extra = len(self._extra_c)
         if data.shape[0] == n_base + n_extra:
             return data
-        full = xp.concat([data, xp.zeros((n_extra, data.shape[1]), dtype=data.dtype)], axis=0)
         fp, p = self.rhs.fp, self.rhs.p
         dtA = self._extra_A * dt  # the same products as scaling each row in turn
-        if type(full) is np.ndarray and full.dtype == dtA.dtype == np.float64:
+        if type(data) is np.ndarray and data.dtype == dtA.dtype == np.float64:
             # a delay equation completes every step it looks into: the ndarray.dot method is
-            # the same BLAS product (the same bits) as @ without its ufunc dispatch
+            # the same BLAS product (the same bits) as @ without its ufunc dispatch, and row
+            # n_base + j is written before any product reads it
+            full = np.empty((n_base + n_extra, data.shape[1]))
+            full[:n_base, ...] = data
             for j in range(n_extra):
                 width = n_base + j
                 y = u + dtA[j, :width].dot(full[:width, ...])
                 full[n_base + j, ...] = fp(y, p, t + self._extra_c[j] * dt)
         else:
+            full = xp.concat([data, xp.zeros((n_extra, data.shape[1]), dtype=data.dtype)],
+                             axis=0)
             for j in range(n_extra):
                 width = n_base + j
                 y = u + dtA[j, :width] @ full[:width, ...]
