@@ -372,7 +372,7 @@ class ExplicitRKStepper(Stepper):
         n_extra = len(self._extra_c)
         if data.shape[0] == n_base + n_extra:
             return data
-        fp, p = self.rhs.fp, self.rhs.p
+        f = self.rhs.f
         dtA = self._extra_A * dt  # the same products as scaling each row in turn
         if type(data) is np.ndarray and data.dtype == dtA.dtype == np.float64:
             # a delay equation completes every step it looks into: the ndarray.dot method is
@@ -383,14 +383,14 @@ class ExplicitRKStepper(Stepper):
             for j in range(n_extra):
                 width = n_base + j
                 y = u + dtA[j, :width].dot(full[:width, ...])
-                full[n_base + j, ...] = fp(y, p, t + self._extra_c[j] * dt)
+                full[n_base + j, ...] = f(y, t + self._extra_c[j] * dt)
         else:
             full = xp.concat([data, xp.zeros((n_extra, data.shape[1]), dtype=data.dtype)],
                              axis=0)
             for j in range(n_extra):
                 width = n_base + j
                 y = u + dtA[j, :width] @ full[:width, ...]
-                full[n_base + j, ...] = fp(y, p, t + self._extra_c[j] * dt)
+                full[n_base + j, ...] = f(y, t + self._extra_c[j] * dt)
         self.nf += n_extra
         return full
 
