@@ -174,8 +174,11 @@ def test_matrix_state_lookups_have_the_state_shape():
 
 
 # ------------------------------------------------------------- the NumPy fast paths
-@pytest.mark.parametrize("deg, n", [(3, 1), (4, 2), (7, 5), (7, 64), (5, 300)])
+@pytest.mark.parametrize("deg, n", [(1, 2), (2, 3), (3, 1), (4, 2), (5, 300), (6, 4), (7, 5),
+                                    (7, 64), (8, 2), (9, 3)])
 def test_power_interpolant_numpy_path_matches_the_generic_product(deg, n):
+    """The powers written out (degrees 1-8; a comprehension beyond) and ``ndarray.dot``: the
+    bits of the generic ``u0 + asarray(powers) @ Q``."""
     rng = np.random.default_rng(deg * 1000 + n)
     Q = rng.standard_normal((deg, n)) * rng.uniform(0.1, 10.0, (deg, 1))
     u0 = rng.standard_normal(n)
