@@ -24,6 +24,7 @@ from autodiffeq.errors import InvalidType
 from autodiffeq.stepper import power_interpolant
 
 P_LV = np.array([1.5, 1.0, 3.0, 1.0])
+ONES2 = np.ones(2)
 
 
 def _lv(u, h, p, t):
@@ -240,6 +241,20 @@ def test_signature_check_is_cached_per_function_and_redone_when_it_changes():
 
     def wrong(u, h, t):
         return -u
+
+    # new defaults holding an array: compared by identity, not with ==
+    f.__defaults__ = ()
+    assert np.array_equal(ade.solve(prob, "Tsit5", rtol=1e-6, atol=1e-8, saveat=[2.0]).u,
+                          first.u)
+
+    def with_array(u, h, p, t, scale=ONES2):
+        return -scale[0] * h(p, t - 1.0)
+
+    prob_array = ade.DDEProblem(with_array, None, hist, (0.0, 2.0), constant_lags=[1.0])
+    ade.solve(prob_array, "Tsit5", rtol=1e-6, atol=1e-8, saveat=[2.0])
+    with_array.__defaults__ = (np.ones(2),)  # == on these would be ambiguous
+    again = ade.solve(prob_array, "Tsit5", rtol=1e-6, atol=1e-8, saveat=[2.0])
+    assert np.array_equal(again.u, first.u)
 
     f.__code__ = wrong.__code__  # the same function object, now with three parameters
     with pytest.raises(InvalidType, match="f must be callable as f"):
