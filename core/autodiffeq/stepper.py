@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from .backend import Backend
 from .errors import UnsupportedCombination
 
@@ -284,14 +286,49 @@ class Stepper:
         return u0 + theta[:, None] * (u1 - u0)
 
 
+#: NumPy's float64 dtype (arrays of native float64 share this instance)
+_F64 = np.dtype(np.float64)
+
+#: ``theta -> (theta, theta**2, ..., theta**d)`` written out for the usual degrees: a tuple
+#: display instead of a comprehension saves about a fifth of a delay equation's history lookup
+#: (the same ``**`` on the same floats, so the same values; ``theta**1`` is ``theta``)
+_POWERS: dict[int, Callable[[float], tuple[float, ...]]] = {
+    1: lambda th: (th,),
+    2: lambda th: (th, th ** 2),
+    3: lambda th: (th, th ** 2, th ** 3),
+    4: lambda th: (th, th ** 2, th ** 3, th ** 4),
+    5: lambda th: (th, th ** 2, th ** 3, th ** 4, th ** 5),
+    6: lambda th: (th, th ** 2, th ** 3, th ** 4, th ** 5, th ** 6),
+    7: lambda th: (th, th ** 2, th ** 3, th ** 4, th ** 5, th ** 6, th ** 7),
+    8: lambda th: (th, th ** 2, th ** 3, th ** 4, th ** 5, th ** 6, th ** 7, th ** 8),
+}
+
+
 def power_interpolant(xp: Any, t: float, dt: float, u0: Any, Q: Any) -> Callable[[float], Any]:
     """``s -> u0 + sum_m theta**(m+1) Q[m]`` with ``theta = (s - t) / dt``: a step's dense
-    output in the power basis (rows of ``Q``), for :meth:`Stepper.interpolant`."""
-    deg = Q.shape[0]
+    output in the power basis (rows of ``Q``), for :meth:`Stepper.interpolant`.
+
+    A delay equation calls it once per lag in every evaluation of its right-hand side, so
+    for float64 NumPy arrays it takes the ``ndarray.dot`` method: the same BLAS product (and
+    the same bits) as ``asarray(powers) @ Q`` without the ufunc dispatch of ``@`` (about
+    0.8 us of the 2 us of a point at small sizes), with the powers written out
+    (:data:`_POWERS`)."""
+    exps = tuple(range(1, Q.shape[0] + 1))
+    if type(Q) is np.ndarray and type(u0) is np.ndarray and Q.dtype is _F64 and u0.dtype is _F64:
+        array = np.array
+        powers = _POWERS.get(len(exps))
+        if powers is None:
+            def powers(th: float) -> tuple[float, ...]:
+                return tuple([th ** k for k in exps])
+
+        def at_numpy(s: float) -> Any:
+            return u0 + array(powers((s - t) / dt)).dot(Q)
+
+        return at_numpy
     dtype = u0.dtype
 
     def at(s: float) -> Any:
         th = (s - t) / dt
-        return u0 + xp.asarray([th ** k for k in range(1, deg + 1)], dtype=dtype) @ Q
+        return u0 + xp.asarray([th ** k for k in exps], dtype=dtype) @ Q
 
     return at

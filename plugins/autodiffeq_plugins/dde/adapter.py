@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import inspect
 import math
+import types
+import weakref
 from typing import Any
 
 from autodiffeq import RHS, ODEProblem, Requirement
@@ -31,7 +33,32 @@ _DENSE = Requirement(
     "continuous extension)")
 
 
+#: plain functions whose signature was checked, with what the check read (their code and
+#: defaults) per number of arguments: ``inspect.signature`` costs about 20 us, a sixth of a
+#: delay solve's set-up, and the same function is usually solved many times (fits, sweeps)
+_CHECKED: weakref.WeakKeyDictionary[Any, dict[int, tuple[Any, ...]]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _signature_inputs(fn: Any) -> tuple[Any, ...] | None:
+    """What ``inspect.signature(fn)`` depends on, for a plain Python function without
+    ``__wrapped__`` or ``__signature__`` (``None`` for anything else: checked every time)."""
+    if type(fn) is not types.FunctionType:
+        return None
+    attrs = fn.__dict__
+    if "__wrapped__" in attrs or "__signature__" in attrs:
+        return None
+    return (fn.__code__, fn.__defaults__, fn.__kwdefaults__)
+
+
 def _check_signature(fn: Any, args: tuple, name: str, expected: str) -> None:
+    inputs = _signature_inputs(fn)
+    if inputs is not None:
+        known = _CHECKED.get(fn, {}).get(len(args))
+        # by identity: the same code and the same defaults objects (comparing defaults with
+        # == could compare arrays)
+        if known is not None and all(a is b for a, b in zip(known, inputs)):
+            return
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):  # builtins and C functions: nothing to check
@@ -42,6 +69,8 @@ def _check_signature(fn: Any, args: tuple, name: str, expected: str) -> None:
         raise InvalidType(
             f"{name} must be callable as {expected} ({exc}); a delay equation's right-hand "
             "side is f(u, h, p, t), with h(p, s) the state at an earlier time s") from None
+    if inputs is not None:
+        _CHECKED.setdefault(fn, {})[len(args)] = inputs
 
 
 class DDEAdapter:

@@ -44,6 +44,10 @@ class MethodOfSteps:
         #: steps that needed the fixed-point iteration, and the attempts they took in all
         self.fixedpoint_steps = 0
         self.fixedpoint_iters = 0
+        self._attempt: tuple[float, float, Any] | None = None
+        #: the last step was iterated and its interpolation data is completed by accept()
+        self._pending = False
+        self._completed: Any = None
         #: times where ``f`` jumps (``t0 + tau`` when ``u0 != h(p, t0)``): a step starting
         #: there re-evaluates its first stage
         self.restart_at: set[float] = set()
@@ -61,6 +65,26 @@ class MethodOfSteps:
             self.__dict__[name] = value
         else:  # the driver and the pipeline set the wrapped stepper's attributes (rng, ...)
             setattr(self.__dict__["inner"], name, value)
+
+    # read by the driver and the history lookup in every step: delegated explicitly rather
+    # than through __getattr__ (which Python reaches only after a failed lookup)
+    @property
+    def stiffness(self) -> str | None:
+        return self.__dict__["inner"].stiffness
+
+    @property
+    def components(self) -> Any:
+        return self.__dict__["inner"].components  # AttributeError: not a composite
+
+    @property
+    def last_component(self) -> Any:
+        return self.__dict__["inner"].last_component
+
+    def complete_dense_data(self, t: float, dt: float, u: Any, data: Any) -> Any:
+        return self.__dict__["inner"].complete_dense_data(t, dt, u, data)
+
+    def interpolant(self, t: float, dt: float, u0: Any, u1: Any, data: Any) -> Any:
+        return self.__dict__["inner"].interpolant(t, dt, u0, u1, data)
 
     @property
     def stats(self) -> dict[str, int]:
@@ -86,10 +110,11 @@ class MethodOfSteps:
         return float(xp.sqrt(xp.mean(ratio * ratio)))
 
     def accept(self, t_new: float, u_new: Any) -> None:
-        t, dt, u = self._attempt
+        own = self.__dict__
+        t, dt, u = own["_attempt"]
         solver = self._solver()
-        inner, lookup = self.inner, self.lookup
-        if self.__dict__.get("_pending"):
+        inner, lookup = own["inner"], own["lookup"]
+        if own["_pending"]:
             # an iterated step: its k_end and lazily computed stages look inside it, which
             # its last trial answers (as during the iteration)
             lookup.in_step = True
@@ -117,15 +142,20 @@ class MethodOfSteps:
             inner.accept(t_new, u_new)
 
     def step(self, t: float, u: Any, dt: float) -> tuple[Any, Any]:
-        lookup = self.lookup
-        self._attempt = (t, dt, u)
+        # once per attempt: the wrapper's own attributes are written to its __dict__
+        # directly (not through __setattr__)
+        own = self.__dict__
+        lookup = own["lookup"]
+        own["_attempt"] = (t, dt, u)
+        t_end = t + dt
         lookup.in_step = True
-        lookup.step_end = t + dt
-        lookup.span = (t, t + dt)
-        if t in self.restart_at:
+        lookup.step_end = t_end
+        lookup.span = (t, t_end)
+        restart_at = own["restart_at"]
+        if restart_at and t in restart_at:
             # f jumps here (the state jumped at t0 and a lag carries it): the first stage of
             # this step is f after the jump, not the last stage of the step before
-            self.restart_at.discard(t)
+            restart_at.discard(t)
             try:
                 inner = self.inner
                 f0 = inner.rhs.f(u, t)
@@ -147,10 +177,11 @@ class MethodOfSteps:
         return self.inner.dense_data() if completed is None else completed
 
     def _step(self, t: float, u: Any, dt: float) -> tuple[Any, Any]:
-        self._completed = None
-        self._pending = False
+        own = self.__dict__
+        own["_completed"] = None
+        own["_pending"] = False
         u_new, err = self._fixed_point(t, u, dt)
-        tracker = self.__dict__.get("tracker")
+        tracker = own.get("tracker")
         if tracker is not None and err is not None:
             def attempt_interpolant() -> Any:  # made only when a sign change is found
                 data = self.inner.dense_data()

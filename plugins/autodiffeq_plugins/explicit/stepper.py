@@ -139,6 +139,8 @@ class ExplicitRKStepper(Stepper):
         self._shift = False
         P = interpolation_matrix(tab)
         self._P = backend.asarray(P, dtype=dtype)
+        # P^T for interpolant(): made on first use (a view), not in every step's
+        self._PT: Any = None
         self._powers = backend.asarray(np.arange(1, P.shape[1] + 1, dtype=np.float64), dtype=dtype)
         if tab.extra is not None:
             self._extra_c = [float(x) for x in tab.extra.c]
@@ -370,18 +372,39 @@ class ExplicitRKStepper(Stepper):
         n_extra = len(self._extra_c)
         if data.shape[0] == n_base + n_extra:
             return data
-        full = xp.concat([data, xp.zeros((n_extra, data.shape[1]), dtype=data.dtype)], axis=0)
         f = self.rhs.f
-        for j in range(n_extra):
-            width = n_base + j
-            y = u + (self._extra_A[j, :width] * dt) @ full[:width, ...]
-            full[n_base + j, ...] = f(y, t + self._extra_c[j] * dt)
+        dtA = self._extra_A * dt  # the same products as scaling each row in turn
+        if type(data) is np.ndarray and data.dtype == dtA.dtype == np.float64:
+            # a delay equation completes every step it looks into: the ndarray.dot method is
+            # the same BLAS product (the same bits) as @ without its ufunc dispatch, and row
+            # n_base + j is written before any product reads it
+            full = np.empty((n_base + n_extra, data.shape[1]))
+            full[:n_base, ...] = data
+            for j in range(n_extra):
+                width = n_base + j
+                y = u + dtA[j, :width].dot(full[:width, ...])
+                full[n_base + j, ...] = f(y, t + self._extra_c[j] * dt)
+        else:
+            full = xp.concat([data, xp.zeros((n_extra, data.shape[1]), dtype=data.dtype)],
+                             axis=0)
+            for j in range(n_extra):
+                width = n_base + j
+                y = u + dtA[j, :width] @ full[:width, ...]
+                full[n_base + j, ...] = f(y, t + self._extra_c[j] * dt)
         self.nf += n_extra
         return full
 
     def interpolant(self, t: float, dt: float, u0: Any, u1: Any, data: Any) -> Any:
         """``s -> u0 + sum_m theta**(m+1) Q_m`` with ``Q = dt P^T K`` formed once per step."""
-        Q = (self.xp.matrix_transpose(self._P) @ data) * dt  # (deg, n)
+        PT = self._PT
+        if PT is None:
+            PT = self._PT = self.xp.matrix_transpose(self._P)
+        if type(data) is np.ndarray and data.dtype == PT.dtype == np.float64:
+            # once per step of a delay equation: the ndarray.dot method is the same BLAS
+            # product as @ on the same (transposed) operand, without the ufunc dispatch
+            Q = PT.dot(data) * dt
+        else:
+            Q = (PT @ data) * dt  # (deg, n)
         return power_interpolant(self.xp, t, dt, u0, Q)
 
     def interpolate(self, theta: Any, dt: Any, u0: Any, u1: Any, data: Any) -> Any:
