@@ -115,13 +115,20 @@ def test_lookups_in_any_order_match_a_linear_scan_and_a_fresh_interpolant(name, 
         general = lookup._lookup(p, s)
         assert np.array_equal(fast, general), s
         assert np.array_equal(fast, _fresh(lookup, s)), s
-        assert np.allclose(fast, np.reshape(sol(s), lookup.shape), rtol=1e-12, atol=1e-14)
+        # sol(s) evaluates the same polynomial another way: the two differ by rounding in
+        # the sums of the stage terms (a few hundred ulp of the values at most); 1e-10 of the
+        # values' size is far above that and three orders below the solve's error (rtol 1e-7)
+        scale = float(np.max(np.abs(fast))) + 1.0
+        assert np.allclose(fast, np.reshape(sol(s), lookup.shape), rtol=1e-10,
+                           atol=1e-10 * scale)
     # the edges: before t0 (the history function), t0 itself, the end of the history
     h = PROBLEMS[name][2]
     assert np.array_equal(lookup(p, t0 - 0.25), h(p, t0 - 0.25))
     assert np.array_equal(lookup(p, t0), sol.u[0])
     # (the interpolant at theta = 1: the end state to rounding, as before)
-    assert np.allclose(lookup(p, t1), sol.u[-1], rtol=1e-13, atol=1e-15)
+    end = sol.u[-1]
+    assert np.allclose(lookup(p, t1), end, rtol=1e-10,
+                       atol=1e-10 * (float(np.max(np.abs(end))) + 1.0))
 
 
 @pytest.mark.parametrize("alg", ["Tsit5", "Vern7", "Rodas5P"])

@@ -19,8 +19,9 @@ import weakref
 from typing import Any
 
 from autodiffeq import RHS, ODEProblem, Requirement
+from autodiffeq.backend import parameters_on_backend
 from autodiffeq.errors import InvalidType
-from autodiffeq.ode_adapter import first_call, parameters_on_backend
+from autodiffeq.ode_adapter import first_call
 from autodiffeq.request import PreparedSolve, SolveRequest
 from autodiffeq.validation import contains_traced, is_traced
 

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from autodiffeq import BrownianPath, ODEProblem, Requirement
+from autodiffeq.backend import parameters_on_backend
 from autodiffeq.errors import InvalidArgument, InvalidType, ShapeMismatch
-from autodiffeq.ode_adapter import first_call, parameters_on_backend
+from autodiffeq.ode_adapter import first_call
 from autodiffeq.request import PreparedSolve, SolveRequest
 from autodiffeq.sde_terms import SDERHS
 from autodiffeq.validation import array_namespace_of, contains_traced, is_traced
